@@ -1,0 +1,2100 @@
+/*
+ * partoo_mock.c -- mock of the Partoo REST API used by the partoo extension
+ * tests and benchmarks.
+ *
+ * Serves POST /v2/messages (JSON or multipart image upload) and
+ * POST /v2/messages/{id}/retry the way the contract in
+ * /work/shared/seeds/partoo-*.md describes, with API-key authentication,
+ * deterministic "magic" conversation ids that trigger error replies,
+ * injectable random/scripted faults, a per-key sliding-window rate limiter,
+ * and /_mock/... control endpoints that expose statistics, every accepted
+ * message and the last requests.  See README.md for the user-level contract.
+ *
+ * Design: libmicrohttpd with an epoll thread pool; delays suspend the
+ * connection and a timer thread resumes it, so a delay never blocks other
+ * connections.  Shared state is a handful of mutex-protected structures
+ * (records, request log, keys/rate limiter, faults) plus atomic counters.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mock_util.h"
+
+#define MAX_BODY (6u * 1024 * 1024)
+#define MAX_IMAGE (5u * 1024 * 1024)
+#define BIG_REPLY (2u * 1024 * 1024)
+#define MSG_ID_BASE 1000001
+#define LOG_SIZE 1000
+#define LOG_BODY 4096
+#define MAX_PARTS 32
+#define KEY_BUCKETS 4096
+
+enum { CT_NONE, CT_TEXT, CT_IMAGE, CT_VIDEO, CT_AUDIO, CT_DOCUMENT };
+static const char *const ct_names[] = {"", "Text", "Image", "Video", "Audio", "Document"};
+
+/* ------------------------------------------------------------------ */
+/* configuration                                                       */
+/* ------------------------------------------------------------------ */
+
+static struct
+{
+  unsigned port;
+  const char *port_file;
+  const char **keys;
+  int nkeys;
+  const char *key_prefix;
+  size_t key_prefix_len;
+  int64_t forbidden;
+  unsigned threads;
+  const char *tls_cert;
+  const char *tls_key;
+  int quiet;
+  uint64_t seed;
+} cfg = {.threads = 2, .seed = 42};
+
+/* ------------------------------------------------------------------ */
+/* time, PRNG                                                          */
+/* ------------------------------------------------------------------ */
+
+static int64_t
+clock_us(clockid_t id)
+{
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* splitmix64 over an atomic counter: lock-free, thread-safe, reproducible
+ * sequence for a given seed (interleaving between threads aside). */
+static _Atomic uint64_t prng_ctr;
+
+static double
+rnd01(void)
+{
+  uint64_t z = atomic_fetch_add(&prng_ctr, 0x9E3779B97F4A7C15ULL) + 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  return (double) (z >> 11) * 0x1.0p-53;
+}
+
+/* ------------------------------------------------------------------ */
+/* statistics                                                          */
+/* ------------------------------------------------------------------ */
+
+static _Atomic uint64_t st_requests, st_accepted, st_retries_ok, st_connections,
+  st_dropped, st_rate_limited, st_open;
+static _Atomic uint64_t st_status[600];
+
+/* ------------------------------------------------------------------ */
+/* accepted records and message ids                                    */
+/* ------------------------------------------------------------------ */
+
+typedef struct
+{
+  int64_t conv;
+  uint8_t ctype;
+} meta_t;
+
+typedef struct
+{
+  uint8_t kind; /* 0 send, 1 retry */
+  uint8_t ctype;
+  int64_t msg_id;
+  int64_t conv;
+  const char *key; /* interned, lives until exit */
+  int64_t time_us;
+  char *text;       /* Text content, media URL or upload filename; may be NULL */
+  size_t text_len;
+  int64_t image_len; /* -1 when not an upload */
+  uint64_t image_hash;
+} record_t;
+
+typedef struct
+{
+  uint64_t h;
+  const char *s;
+  size_t n;
+} cset_ent_t;
+
+static pthread_mutex_t rec_mu = PTHREAD_MUTEX_INITIALIZER;
+static int64_t next_id = MSG_ID_BASE; /* never reset */
+static meta_t *meta;                  /* indexed by id - MSG_ID_BASE */
+static size_t meta_cap;
+static record_t *recs;
+static size_t nrecs, recs_cap;
+static cset_ent_t *cset; /* distinct Text contents among accepted sends */
+static size_t cset_cap, cset_n;
+
+static void
+cset_insert_nolock(const char *s, size_t n)
+{
+  if ((cset_n + 1) * 2 > cset_cap)
+  {
+    size_t nc = cset_cap ? cset_cap * 2 : 1024;
+    cset_ent_t *t = calloc(nc, sizeof(*t));
+    if (!t)
+      abort();
+    for (size_t i = 0; i < cset_cap; i++)
+      if (cset[i].s)
+      {
+        size_t j = cset[i].h & (nc - 1);
+        while (t[j].s)
+          j = (j + 1) & (nc - 1);
+        t[j] = cset[i];
+      }
+    free(cset);
+    cset = t;
+    cset_cap = nc;
+  }
+  uint64_t h = fnv1a64(s, n);
+  size_t i = h & (cset_cap - 1);
+  while (cset[i].s)
+  {
+    if (cset[i].h == h && cset[i].n == n && memcmp(cset[i].s, s, n) == 0)
+      return;
+    i = (i + 1) & (cset_cap - 1);
+  }
+  cset[i].h = h;
+  cset[i].s = s;
+  cset[i].n = n;
+  cset_n++;
+}
+
+static record_t *
+rec_push_nolock(void)
+{
+  if (nrecs == recs_cap)
+  {
+    recs_cap = recs_cap ? recs_cap * 2 : 4096;
+    recs = xrealloc(recs, recs_cap * sizeof(*recs));
+  }
+  record_t *rc = &recs[nrecs++];
+  memset(rc, 0, sizeof(*rc));
+  rc->image_len = -1;
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* API keys and the sliding-window rate limiter                        */
+/* ------------------------------------------------------------------ */
+
+typedef struct keyst
+{
+  struct keyst *next;
+  uint64_t h;
+  char *name;
+  int64_t *ring; /* monotonic us of the requests inside the window */
+  size_t rcap, rhead, rcount;
+  uint64_t limited; /* 429s from the limiter */
+} keyst_t;
+
+static pthread_mutex_t keys_mu = PTHREAD_MUTEX_INITIALIZER;
+static keyst_t *key_tab[KEY_BUCKETS];
+static int64_t rl_per_minute;          /* 0 = disabled */
+static int64_t rl_window_us = 60000000;
+
+static int
+key_accepted(const char *k)
+{
+  if (!k || !*k)
+    return 0;
+  for (int i = 0; i < cfg.nkeys; i++)
+    if (strcmp(k, cfg.keys[i]) == 0)
+      return 1;
+  if (cfg.key_prefix && strncmp(k, cfg.key_prefix, cfg.key_prefix_len) == 0)
+    return 1;
+  return 0;
+}
+
+static keyst_t *
+key_intern_nolock(const char *k)
+{
+  size_t n = strlen(k);
+  uint64_t h = fnv1a64(k, n);
+  keyst_t **b = &key_tab[h & (KEY_BUCKETS - 1)];
+  for (keyst_t *e = *b; e; e = e->next)
+    if (e->h == h && strcmp(e->name, k) == 0)
+      return e;
+  keyst_t *e = calloc(1, sizeof(*e));
+  if (!e)
+    abort();
+  e->h = h;
+  e->name = xstrndup(k, n);
+  e->next = *b;
+  *b = e;
+  return e;
+}
+
+/* Interns the key and applies the rate limiter.  Returns 0 if the request
+ * may proceed, else the Retry-After seconds of a 429. */
+static int
+key_admit(const char *k, keyst_t **out)
+{
+  int retry = 0;
+  pthread_mutex_lock(&keys_mu);
+  keyst_t *e = key_intern_nolock(k);
+  *out = e;
+  if (rl_per_minute > 0)
+  {
+    int64_t now = clock_us(CLOCK_MONOTONIC);
+    while (e->rcount > 0 && e->ring[e->rhead] <= now - rl_window_us)
+    {
+      e->rhead = (e->rhead + 1) % e->rcap;
+      e->rcount--;
+    }
+    if ((int64_t) e->rcount >= rl_per_minute)
+    {
+      int64_t wait = e->ring[e->rhead] + rl_window_us - now;
+      retry = (int) ((wait + 999999) / 1000000);
+      if (retry < 1)
+        retry = 1;
+      e->limited++;
+      atomic_fetch_add(&st_rate_limited, 1);
+    }
+    else
+    {
+      if (e->rcount == e->rcap)
+      {
+        size_t nc = e->rcap ? e->rcap * 2 : 16;
+        if ((int64_t) nc > rl_per_minute)
+          nc = (size_t) rl_per_minute;
+        int64_t *nr = xmalloc(nc * sizeof(int64_t));
+        for (size_t i = 0; i < e->rcount; i++)
+          nr[i] = e->ring[(e->rhead + i) % e->rcap];
+        free(e->ring);
+        e->ring = nr;
+        e->rcap = nc;
+        e->rhead = 0;
+      }
+      e->ring[(e->rhead + e->rcount) % e->rcap] = now;
+      e->rcount++;
+    }
+  }
+  pthread_mutex_unlock(&keys_mu);
+  return retry;
+}
+
+/* clear limiter windows (and optionally the 429 counters) of every key */
+static void
+keys_clear_nolock(int counters)
+{
+  for (int i = 0; i < KEY_BUCKETS; i++)
+    for (keyst_t *e = key_tab[i]; e; e = e->next)
+    {
+      free(e->ring);
+      e->ring = NULL;
+      e->rcap = e->rhead = e->rcount = 0;
+      if (counters)
+        e->limited = 0;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* fault injection                                                     */
+/* ------------------------------------------------------------------ */
+
+enum { FA_NONE, FA_500, FA_503, FA_429, FA_DROP, FA_DELAY, FA_DAA, FA_PASS };
+static const char *const fa_names[] = {"", "500", "503", "429", "drop", "delay",
+                                       "drop_after_accept", "pass"};
+
+typedef struct
+{
+  int action;
+  int64_t count;
+  int delay_ms; /* -1: use the global delay_ms */
+} next_t;
+
+typedef struct
+{
+  double r5xx, r429, rdrop, rdelay, rdaa;
+  int retry_after;
+  int delay_ms;
+  next_t *next;
+  int nnext, inext;
+} faults_t;
+
+static pthread_mutex_t faults_mu = PTHREAD_MUTEX_INITIALIZER;
+static faults_t faults = {.retry_after = 1, .delay_ms = 100};
+static _Atomic int faults_active;
+
+typedef struct
+{
+  int action;
+  int delay_ms;
+  int retry_after;
+  int daa; /* drop the connection after accepting */
+} fault_t;
+
+static fault_t
+fault_decide(void)
+{
+  fault_t f = {FA_NONE, 0, 1, 0};
+  if (!atomic_load_explicit(&faults_active, memory_order_relaxed))
+    return f;
+  faults_t fc;
+  int scripted = 0;
+  pthread_mutex_lock(&faults_mu);
+  fc = faults;
+  if (faults.inext < faults.nnext)
+  {
+    next_t *n = &faults.next[faults.inext];
+    scripted = 1;
+    f.action = n->action;
+    f.delay_ms = n->delay_ms >= 0 ? n->delay_ms : faults.delay_ms;
+    if (--n->count <= 0)
+      faults.inext++;
+  }
+  pthread_mutex_unlock(&faults_mu);
+  f.retry_after = fc.retry_after;
+  if (scripted)
+  {
+    if (f.action == FA_DAA)
+    {
+      f.action = FA_NONE;
+      f.daa = 1;
+    }
+    else if (f.action == FA_PASS)
+      f.action = FA_NONE;
+    return f;
+  }
+  double u = rnd01();
+  if (u < fc.rdrop)
+    f.action = FA_DROP;
+  else if ((u -= fc.rdrop) < fc.r5xx)
+    f.action = rnd01() < 0.5 ? FA_500 : FA_503;
+  else if ((u -= fc.r5xx) < fc.r429)
+    f.action = FA_429;
+  else if ((u -= fc.r429) < fc.rdelay)
+  {
+    f.action = FA_DELAY;
+    f.delay_ms = fc.delay_ms;
+  }
+  if (fc.rdaa > 0 && rnd01() < fc.rdaa)
+    f.daa = 1;
+  return f;
+}
+
+/* ------------------------------------------------------------------ */
+/* request log (ring of the last LOG_SIZE /v2 requests)                */
+/* ------------------------------------------------------------------ */
+
+typedef struct
+{
+  uint64_t seq;
+  int status; /* 0 = connection dropped */
+  char method[16];
+  char path[256];
+  char key[128];
+  char ctype[256];
+  int has_key, has_ctype;
+  size_t body_len;
+  size_t stored;
+  char body[LOG_BODY];
+} logent_t;
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static logent_t *logring;
+static uint64_t log_total; /* entries written since reset */
+static _Atomic uint64_t seq_ctr;
+
+static void
+copy_trunc(char *dst, size_t dsz, const char *src)
+{
+  size_t n = strlen(src);
+  if (n >= dsz)
+    n = dsz - 1;
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
+/* ------------------------------------------------------------------ */
+/* delay timer: suspended connections resumed at their deadline        */
+/* ------------------------------------------------------------------ */
+
+typedef struct
+{
+  int64_t deadline;
+  struct MHD_Connection *c;
+} tnode_t;
+
+static pthread_mutex_t timer_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t timer_cv;
+static tnode_t *theap;
+static size_t theap_n, theap_cap;
+static int timer_stopping;
+static pthread_t timer_thread;
+
+static void
+theap_push(tnode_t t)
+{
+  if (theap_n == theap_cap)
+  {
+    theap_cap = theap_cap ? theap_cap * 2 : 256;
+    theap = xrealloc(theap, theap_cap * sizeof(*theap));
+  }
+  size_t i = theap_n++;
+  while (i > 0)
+  {
+    size_t p = (i - 1) / 2;
+    if (theap[p].deadline <= t.deadline)
+      break;
+    theap[i] = theap[p];
+    i = p;
+  }
+  theap[i] = t;
+}
+
+static tnode_t
+theap_pop(void)
+{
+  tnode_t top = theap[0];
+  tnode_t last = theap[--theap_n];
+  size_t i = 0;
+  for (;;)
+  {
+    size_t l = 2 * i + 1, s = i;
+    tnode_t *best = &last;
+    if (l < theap_n && theap[l].deadline < best->deadline)
+    {
+      s = l;
+      best = &theap[l];
+    }
+    if (l + 1 < theap_n && theap[l + 1].deadline < best->deadline)
+      s = l + 1;
+    if (s == i)
+      break;
+    theap[i] = theap[s];
+    i = s;
+  }
+  if (theap_n > 0)
+    theap[i] = last;
+  return top;
+}
+
+/* Called from the access handler: suspend c and resume it after ms. */
+static void
+delay_connection(struct MHD_Connection *c, int ms)
+{
+  MHD_suspend_connection(c);
+  pthread_mutex_lock(&timer_mu);
+  if (timer_stopping)
+  {
+    pthread_mutex_unlock(&timer_mu);
+    MHD_resume_connection(c);
+    return;
+  }
+  tnode_t t = {clock_us(CLOCK_MONOTONIC) + (int64_t) ms * 1000, c};
+  theap_push(t);
+  if (theap[0].c == c)
+    pthread_cond_signal(&timer_cv);
+  pthread_mutex_unlock(&timer_mu);
+}
+
+static void *
+timer_main(void *arg)
+{
+  (void) arg;
+  struct MHD_Connection *batch[128];
+  pthread_mutex_lock(&timer_mu);
+  for (;;)
+  {
+    size_t nb = 0;
+    int64_t now = clock_us(CLOCK_MONOTONIC);
+    while (theap_n > 0 && nb < 128 && (timer_stopping || theap[0].deadline <= now))
+      batch[nb++] = theap_pop().c;
+    if (nb > 0)
+    {
+      pthread_mutex_unlock(&timer_mu);
+      for (size_t i = 0; i < nb; i++)
+        MHD_resume_connection(batch[i]);
+      pthread_mutex_lock(&timer_mu);
+      continue;
+    }
+    if (timer_stopping)
+      break;
+    if (theap_n == 0)
+      pthread_cond_wait(&timer_cv, &timer_mu);
+    else
+    {
+      int64_t d = theap[0].deadline;
+      struct timespec ts = {(time_t) (d / 1000000), (long) (d % 1000000) * 1000};
+      pthread_cond_timedwait(&timer_cv, &timer_mu, &ts);
+    }
+  }
+  pthread_mutex_unlock(&timer_mu);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* per-request state                                                   */
+/* ------------------------------------------------------------------ */
+
+enum { ST_NEW, ST_AFTER_FAULT_DELAY, ST_AFTER_MAGIC_DELAY };
+
+typedef struct
+{
+  char *body;
+  size_t len, cap;
+  int too_big;
+  int done; /* a response was queued or the connection dropped */
+  int stage;
+  int64_t time_us;
+  keyst_t *key;
+  fault_t fault;
+  /* validated message */
+  int64_t conv;
+  int ctype;
+  char *text;
+  size_t text_len;
+  int64_t image_len;
+  uint64_t image_hash;
+} req_t;
+
+/* ------------------------------------------------------------------ */
+/* responses                                                           */
+/* ------------------------------------------------------------------ */
+
+static const char JSON_CT[] = "application/json";
+static const char B_NOTFOUND[] = "{\"error\":{\"message\":\"Not found\"}}";
+static const char B_UNAUTH[] = "{\"errors\":{\"authentication\":\"User not authenticated\"}}";
+static const char B_FORBIDDEN[] = "{\"errors\":{\"authorization\":\"Operation not allowed\"}}";
+static const char B_RATE[] = "{\"errors\":{\"rate_limit\":\"Too many requests\"}}";
+static const char B_INTERNAL[] = "{\"error\":{\"message\":\"Internal error\"}}";
+static const char B_503[] = "Service Unavailable";
+static const char B_CONV_404[] = "{\"error\":{\"code\":404,\"message\":\"Conversation not found\"}}";
+static const char B_INVALID_CONV[] = "{\"errors\":{\"json\":{\"conversation_id\":[\"Invalid conversation\"]}}}";
+static const char B_415[] = "{\"errors\":{\"json\":{\"content_type\":[\"Unsupported media type\"]}}}";
+static const char B_UNKNOWN_MSG[] = "{\"errors\":{\"json\":{\"message_id\":[\"Unknown message\"]}}}";
+static const char B_413[] = "{\"errors\":{\"json\":{\"_schema\":[\"Request body too large (max 6 MB)\"]}}}";
+static const char B_OK[] = "{\"status\":\"success\"}";
+
+static void
+log_request(struct MHD_Connection *c, req_t *r, const char *method, const char *url, int status)
+{
+  const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-APIKey");
+  const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+  uint64_t seq = atomic_fetch_add(&seq_ctr, 1) + 1;
+  pthread_mutex_lock(&log_mu);
+  logent_t *e = &logring[log_total % LOG_SIZE];
+  log_total++;
+  e->seq = seq;
+  e->status = status;
+  copy_trunc(e->method, sizeof(e->method), method);
+  copy_trunc(e->path, sizeof(e->path), url);
+  e->has_key = key != NULL;
+  copy_trunc(e->key, sizeof(e->key), key ? key : "");
+  e->has_ctype = ct != NULL;
+  copy_trunc(e->ctype, sizeof(e->ctype), ct ? ct : "");
+  e->body_len = r->too_big ? 0 : r->len;
+  e->stored = e->body_len < LOG_BODY ? e->body_len : LOG_BODY;
+  if (e->stored)
+    memcpy(e->body, r->body, e->stored);
+  pthread_mutex_unlock(&log_mu);
+}
+
+/* Queue a response.  v2: count and log it.  mode decides body ownership. */
+static enum MHD_Result
+reply(struct MHD_Connection *c, req_t *r, int v2, const char *method, const char *url,
+      unsigned status, const char *body, size_t len, enum MHD_ResponseMemoryMode mode,
+      const char *ctype, int retry_after)
+{
+  r->done = 1;
+  if (v2)
+  {
+    if (status < 600)
+      atomic_fetch_add_explicit(&st_status[status], 1, memory_order_relaxed);
+    log_request(c, r, method, url, (int) status);
+  }
+  struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *) body, mode);
+  if (!resp)
+  {
+    if (mode == MHD_RESPMEM_MUST_FREE)
+      free((void *) body);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype ? ctype : JSON_CT);
+  if (retry_after > 0)
+  {
+    char ra[16];
+    snprintf(ra, sizeof(ra), "%d", retry_after);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+  }
+  enum MHD_Result ret = MHD_queue_response(c, status, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+#define REPLY_STATIC(st, b) \
+  reply(c, r, 1, method, url, (st), (b), sizeof(b) - 1, MHD_RESPMEM_PERSISTENT, NULL, 0)
+
+static enum MHD_Result
+reply_sb(struct MHD_Connection *c, req_t *r, int v2, const char *method, const char *url,
+         unsigned status, sb_t *b, const char *ctype)
+{
+  if (!b->p)
+    sb_puts(b, "");
+  return reply(c, r, v2, method, url, status, b->p, b->len, MHD_RESPMEM_MUST_FREE, ctype, 0);
+}
+
+static enum MHD_Result
+reply_field_error(struct MHD_Connection *c, req_t *r, const char *method, const char *url,
+                  const char *field, size_t flen, const char *reason)
+{
+  sb_t b = {0};
+  sb_puts(&b, "{\"errors\":{\"json\":{");
+  sb_json_str(&b, field, flen);
+  sb_puts(&b, ":[");
+  sb_json_str(&b, reason, strlen(reason));
+  sb_puts(&b, "]}}}");
+  return reply_sb(c, r, 1, method, url, 400, &b, NULL);
+}
+
+static enum MHD_Result
+drop(struct MHD_Connection *c, req_t *r, const char *method, const char *url)
+{
+  r->done = 1;
+  atomic_fetch_add(&st_dropped, 1);
+  log_request(c, r, method, url, 0);
+  return MHD_NO;
+}
+
+/* ------------------------------------------------------------------ */
+/* body validation                                                     */
+/* ------------------------------------------------------------------ */
+
+typedef struct
+{
+  char field[160];
+  size_t flen;
+  const char *reason;
+} verr_t;
+
+/* record a validation error (field name copied, truncated); returns 0 */
+static int
+verr(verr_t *e, const char *field, size_t flen, const char *reason)
+{
+  if (flen >= sizeof(e->field))
+    flen = sizeof(e->field) - 1;
+  memcpy(e->field, field, flen);
+  e->field[flen] = '\0';
+  e->flen = flen;
+  e->reason = reason;
+  return 0;
+}
+#define VERR(f, why) verr(e, (f), strlen(f), (why))
+
+static const char R_MISSING[] = "Missing data for required field.";
+static const char R_NOT_INT[] = "Not a valid integer.";
+static const char R_MIN1[] = "Must be greater than or equal to 1.";
+static const char R_NOT_STR[] = "Not a valid string.";
+static const char R_BAD_DATE[] = "Not a valid datetime.";
+static const char R_BAD_URL[] = "Not a valid URL.";
+static const char R_UNKNOWN[] = "Unknown field.";
+static const char R_DUP[] = "Duplicate field.";
+
+static int
+is_ws(char c)
+{
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static size_t
+skip_json_string(const char *s, size_t n, size_t i) /* s[i] == '"' */
+{
+  i++;
+  while (i < n && s[i] != '"')
+    i += (s[i] == '\\') ? 2 : 1;
+  return i + 1;
+}
+
+/* Find the raw number token of top-level member `key` in a JSON text that
+ * cJSON already accepted.  Keys written with escapes are not matched. */
+static int
+raw_member_number(const char *s, size_t n, const char *key, const char **tok, size_t *tlen)
+{
+  size_t i = 0, klen = strlen(key);
+  while (i < n && is_ws(s[i]))
+    i++;
+  if (i >= n || s[i] != '{')
+    return 0;
+  i++;
+  for (;;)
+  {
+    while (i < n && is_ws(s[i]))
+      i++;
+    if (i >= n || s[i] != '"')
+      return 0;
+    size_t ks = i + 1;
+    i = skip_json_string(s, n, i);
+    if (i > n)
+      return 0;
+    int match = (i - 1 - ks == klen && memcmp(s + ks, key, klen) == 0);
+    while (i < n && is_ws(s[i]))
+      i++;
+    if (i >= n || s[i] != ':')
+      return 0;
+    i++;
+    while (i < n && is_ws(s[i]))
+      i++;
+    if (i >= n)
+      return 0;
+    if (match && (s[i] == '-' || (s[i] >= '0' && s[i] <= '9')))
+    {
+      size_t t = i;
+      while (i < n && strchr("+-.eE0123456789", s[i]))
+        i++;
+      *tok = s + t;
+      *tlen = i - t;
+      return 1;
+    }
+    /* skip the value */
+    if (s[i] == '"')
+      i = skip_json_string(s, n, i);
+    else if (s[i] == '{' || s[i] == '[')
+    {
+      int depth = 0;
+      while (i < n)
+      {
+        char ch = s[i];
+        if (ch == '"')
+        {
+          i = skip_json_string(s, n, i);
+          continue;
+        }
+        i++;
+        if (ch == '{' || ch == '[')
+          depth++;
+        else if ((ch == '}' || ch == ']') && --depth == 0)
+          break;
+      }
+    }
+    else
+      while (i < n && !is_ws(s[i]) && s[i] != ',' && s[i] != '}' && s[i] != ']')
+        i++;
+    while (i < n && is_ws(s[i]))
+      i++;
+    if (i >= n || s[i] != ',')
+      return 0;
+    i++;
+  }
+}
+
+static int
+check_conversation_json(const char *body, size_t len, cJSON *cid, int64_t *conv, verr_t *e)
+{
+  if (!cJSON_IsNumber(cid))
+    return VERR("conversation_id", R_NOT_INT);
+  const char *tok;
+  size_t tlen;
+  if (raw_member_number(body, len, "conversation_id", &tok, &tlen))
+  {
+    for (size_t i = 0; i < tlen; i++)
+      if (tok[i] == '.' || tok[i] == 'e' || tok[i] == 'E')
+        return VERR("conversation_id", R_NOT_INT);
+    if (tok[0] == '-')
+      return VERR("conversation_id", R_MIN1);
+    int allzero = 1;
+    for (size_t i = 0; i < tlen; i++)
+      if (tok[i] != '0')
+        allzero = 0;
+    if (allzero)
+      return VERR("conversation_id", R_MIN1);
+    if (!parse_pos_int64(tok, tlen, conv))
+      return VERR("conversation_id", R_NOT_INT);
+    return 1;
+  }
+  double d = cid->valuedouble;
+  if (d != floor(d) || d > 9007199254740991.0 || d < -9007199254740991.0)
+    return VERR("conversation_id", R_NOT_INT);
+  if (d < 1)
+    return VERR("conversation_id", R_MIN1);
+  *conv = (int64_t) d;
+  return 1;
+}
+
+static int
+ctype_from_name(const char *s)
+{
+  for (int i = CT_TEXT; i <= CT_DOCUMENT; i++)
+    if (strcmp(s, ct_names[i]) == 0)
+      return i;
+  return CT_NONE;
+}
+
+/* the checks proper; root is an object */
+static int
+validate_json_obj(req_t *r, cJSON *root, verr_t *e)
+{
+  cJSON *cid = cJSON_GetObjectItemCaseSensitive(root, "conversation_id");
+  cJSON *cty = cJSON_GetObjectItemCaseSensitive(root, "content_type");
+  cJSON *date = cJSON_GetObjectItemCaseSensitive(root, "date");
+  if (!cid)
+    return VERR("conversation_id", R_MISSING);
+  if (!check_conversation_json(r->body, r->len, cid, &r->conv, e))
+    return 0;
+  if (!cty)
+    return VERR("content_type", R_MISSING);
+  if (!cJSON_IsString(cty))
+    return VERR("content_type", R_NOT_STR);
+  r->ctype = ctype_from_name(cty->valuestring);
+  if (r->ctype == CT_NONE)
+    return VERR("content_type", "Must be one of: Text, Image, Video, Audio, Document.");
+  if (!date)
+    return VERR("date", R_MISSING);
+  if (!cJSON_IsString(date))
+    return VERR("date", R_NOT_STR);
+  if (!iso8601_utc_ok(date->valuestring, strlen(date->valuestring)))
+    return VERR("date", R_BAD_DATE);
+
+  const char *extra_key;
+  const char *text;
+  if (r->ctype == CT_TEXT)
+  {
+    cJSON *ct = cJSON_GetObjectItemCaseSensitive(root, "content");
+    extra_key = "content";
+    if (!ct)
+      return VERR("content", R_MISSING);
+    if (!cJSON_IsString(ct))
+      return VERR("content", R_NOT_STR);
+    if (ct->valuestring[0] == '\0')
+      return VERR("content", "Shorter than minimum length 1.");
+    text = ct->valuestring;
+  }
+  else if (r->ctype == CT_IMAGE)
+  {
+    cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "url");
+    extra_key = "url";
+    if (!u)
+      return VERR("url", R_MISSING);
+    if (!cJSON_IsString(u) || !http_url_ok(u->valuestring))
+      return VERR("url", R_BAD_URL);
+    text = u->valuestring;
+  }
+  else
+  {
+    cJSON *ct = cJSON_GetObjectItemCaseSensitive(root, "content");
+    extra_key = "content";
+    if (!ct)
+      return VERR("content", R_MISSING);
+    if (!cJSON_IsObject(ct))
+      return VERR("content", "Not a valid mapping type: expected {\"url\": \"http(s)://...\"}.");
+    cJSON *u = NULL;
+    int nchild = 0;
+    for (cJSON *ch = ct->child; ch; ch = ch->next)
+    {
+      nchild++;
+      if (!ch->string || strcmp(ch->string, "url") != 0)
+        return VERR("content", "Unknown field in content (only url is allowed).");
+      u = ch;
+    }
+    if (!u)
+      return VERR("content", "Missing data for required field content.url.");
+    if (nchild != 1)
+      return VERR("content", "Duplicate field content.url.");
+    if (!cJSON_IsString(u) || !http_url_ok(u->valuestring))
+      return VERR("content", "content.url: Not a valid URL.");
+    text = u->valuestring;
+  }
+  /* exactly these keys: no unknown and no duplicated member */
+  int seen[4] = {0, 0, 0, 0};
+  const char *names[4] = {"conversation_id", "content_type", "date", extra_key};
+  for (cJSON *ch = root->child; ch; ch = ch->next)
+  {
+    int k = -1;
+    for (int i = 0; i < 4; i++)
+      if (ch->string && strcmp(ch->string, names[i]) == 0)
+        k = i;
+    if (k < 0)
+      return verr(e, ch->string ? ch->string : "", ch->string ? strlen(ch->string) : 0, R_UNKNOWN);
+    if (seen[k]++)
+      return VERR(names[k], R_DUP);
+  }
+  r->text_len = strlen(text);
+  r->text = xstrndup(text, r->text_len);
+  return 1;
+}
+
+static int
+validate_json(req_t *r, verr_t *e)
+{
+  const char *end = NULL;
+  cJSON *root = r->len ? cJSON_ParseWithLengthOpts(r->body, r->len, &end, 0) : NULL;
+  if (root)
+  {
+    const char *lim = r->body + r->len;
+    while (end < lim && is_ws(*end))
+      end++;
+    if (end != lim)
+    {
+      cJSON_Delete(root);
+      root = NULL;
+    }
+  }
+  if (!root)
+    return VERR("_schema", "Invalid JSON body.");
+  int ok = cJSON_IsObject(root) ? validate_json_obj(r, root, e)
+                                : VERR("_schema", "Invalid input type.");
+  cJSON_Delete(root);
+  return ok;
+}
+
+static int
+validate_multipart(req_t *r, const char *ctype_hdr, verr_t *e)
+{
+  char boundary[256];
+  size_t blen = multipart_boundary(ctype_hdr, boundary, sizeof(boundary));
+  mp_part_t parts[MAX_PARTS];
+  int np = blen ? multipart_parse(r->body, r->len, boundary, blen, parts, MAX_PARTS) : -1;
+  if (np < 0)
+    return VERR("_schema", "Invalid multipart/form-data body.");
+  static const char *const names[4] = {"conversation_id", "content_type", "date", "image"};
+  mp_part_t *got[4] = {NULL, NULL, NULL, NULL};
+  int dup = -1, unknown = -1;
+  for (int i = 0; i < np; i++)
+  {
+    int k = -1;
+    for (int j = 0; j < 4; j++)
+      if (parts[i].name_len == strlen(names[j]) &&
+          memcmp(parts[i].name, names[j], parts[i].name_len) == 0)
+        k = j;
+    if (k < 0)
+    {
+      if (unknown < 0)
+        unknown = i;
+    }
+    else if (got[k])
+    {
+      if (dup < 0)
+        dup = k;
+    }
+    else
+      got[k] = &parts[i];
+  }
+  if (!got[0])
+    return VERR("conversation_id", R_MISSING);
+  {
+    int64_t v;
+    const char *d = got[0]->data;
+    size_t n = got[0]->data_len;
+    int allzero = n > 0;
+    for (size_t i = 0; i < n; i++)
+      if (d[i] != '0')
+        allzero = 0;
+    if (allzero || (n > 1 && d[0] == '-' && d[1] >= '0' && d[1] <= '9'))
+      return VERR("conversation_id", R_MIN1);
+    if (!parse_pos_int64(d, n, &v))
+      return VERR("conversation_id", R_NOT_INT);
+    r->conv = v;
+  }
+  if (!got[1])
+    return VERR("content_type", R_MISSING);
+  if (got[1]->data_len != 5 || memcmp(got[1]->data, "Image", 5) != 0)
+    return VERR("content_type", "Must be one of: Image.");
+  r->ctype = CT_IMAGE;
+  if (!got[2])
+    return VERR("date", R_MISSING);
+  if (!iso8601_utc_ok(got[2]->data, got[2]->data_len))
+    return VERR("date", R_BAD_DATE);
+  if (!got[3])
+    return VERR("image", R_MISSING);
+  if (!got[3]->filename || got[3]->filename_len == 0)
+    return VERR("image", "Missing filename.");
+  if (got[3]->data_len == 0)
+    return VERR("image", "Empty file.");
+  if (got[3]->data_len > MAX_IMAGE)
+    return VERR("image", "File too large (max 5 MB).");
+  if (dup >= 0)
+    return VERR(names[dup], R_DUP);
+  if (unknown >= 0)
+    return verr(e, parts[unknown].name, parts[unknown].name_len, R_UNKNOWN);
+  r->text_len = got[3]->filename_len;
+  r->text = xstrndup(got[3]->filename, got[3]->filename_len);
+  r->image_len = (int64_t) got[3]->data_len;
+  r->image_hash = fnv1a64(got[3]->data, got[3]->data_len);
+  return 1;
+}
+#undef VERR
+
+/* ------------------------------------------------------------------ */
+/* acceptance                                                          */
+/* ------------------------------------------------------------------ */
+
+static int64_t
+accept_send(req_t *r)
+{
+  pthread_mutex_lock(&rec_mu);
+  int64_t id = next_id++;
+  size_t idx = (size_t) (id - MSG_ID_BASE);
+  if (idx >= meta_cap)
+  {
+    meta_cap = meta_cap ? meta_cap * 2 : 65536;
+    meta = xrealloc(meta, meta_cap * sizeof(*meta));
+  }
+  meta[idx].conv = r->conv;
+  meta[idx].ctype = (uint8_t) r->ctype;
+  record_t *rc = rec_push_nolock();
+  rc->kind = 0;
+  rc->ctype = (uint8_t) r->ctype;
+  rc->msg_id = id;
+  rc->conv = r->conv;
+  rc->key = r->key->name;
+  rc->time_us = r->time_us;
+  rc->text = r->text;
+  rc->text_len = r->text_len;
+  rc->image_len = r->image_len;
+  rc->image_hash = r->image_hash;
+  r->text = NULL;
+  if (rc->ctype == CT_TEXT && rc->text)
+    cset_insert_nolock(rc->text, rc->text_len);
+  pthread_mutex_unlock(&rec_mu);
+  atomic_fetch_add(&st_accepted, 1);
+  return id;
+}
+
+static int
+accept_retry(req_t *r, int64_t id)
+{
+  pthread_mutex_lock(&rec_mu);
+  if (id < MSG_ID_BASE || id >= next_id)
+  {
+    pthread_mutex_unlock(&rec_mu);
+    return 0;
+  }
+  meta_t m = meta[id - MSG_ID_BASE];
+  record_t *rc = rec_push_nolock();
+  rc->kind = 1;
+  rc->ctype = m.ctype;
+  rc->msg_id = id;
+  rc->conv = m.conv;
+  rc->key = r->key->name;
+  rc->time_us = r->time_us;
+  pthread_mutex_unlock(&rec_mu);
+  atomic_fetch_add(&st_retries_ok, 1);
+  return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* /v2 routing                                                         */
+/* ------------------------------------------------------------------ */
+
+enum { R_NOTFOUND, R_SEND, R_RETRY };
+
+static int
+route_of(const char *url, const char *method, const char **id, size_t *idlen)
+{
+  if (strcmp(method, "POST") != 0)
+    return R_NOTFOUND;
+  if (strcmp(url, "/v2/messages") == 0)
+    return R_SEND;
+  static const char pre[] = "/v2/messages/", suf[] = "/retry";
+  size_t n = strlen(url);
+  if (n > sizeof(pre) - 1 + sizeof(suf) - 1 && strncmp(url, pre, sizeof(pre) - 1) == 0 &&
+      strcmp(url + n - (sizeof(suf) - 1), suf) == 0)
+  {
+    *id = url + sizeof(pre) - 1;
+    *idlen = n - (sizeof(pre) - 1) - (sizeof(suf) - 1);
+    if (memchr(*id, '/', *idlen))
+      return R_NOTFOUND;
+    return R_RETRY;
+  }
+  return R_NOTFOUND;
+}
+
+static enum MHD_Result
+send_success(struct MHD_Connection *c, req_t *r, const char *method, const char *url, int64_t id)
+{
+  if (r->fault.daa)
+    return drop(c, r, method, url);
+  char buf[64];
+  int n = snprintf(buf, sizeof(buf), "{\"status\":\"success\",\"message_id\":%lld}", (long long) id);
+  return reply(c, r, 1, method, url, 200, buf, (size_t) n, MHD_RESPMEM_MUST_COPY, NULL, 0);
+}
+
+static enum MHD_Result
+handle_v2(struct MHD_Connection *c, req_t *r, const char *url, const char *method)
+{
+  const char *idp = NULL;
+  size_t idlen = 0;
+  int route;
+
+  if (r->stage == ST_AFTER_FAULT_DELAY)
+    goto after_faults;
+  if (r->stage == ST_AFTER_MAGIC_DELAY)
+    goto accept;
+
+  atomic_fetch_add_explicit(&st_requests, 1, memory_order_relaxed);
+  if (r->too_big)
+    return REPLY_STATIC(413, B_413);
+  {
+    const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-APIKey");
+    if (!key_accepted(key))
+      return REPLY_STATIC(401, B_UNAUTH);
+    int ra = key_admit(key, &r->key);
+    if (ra > 0)
+      return reply(c, r, 1, method, url, 429, B_RATE, sizeof(B_RATE) - 1,
+                   MHD_RESPMEM_PERSISTENT, NULL, ra);
+  }
+  route = route_of(url, method, &idp, &idlen);
+  if (route == R_NOTFOUND)
+    return REPLY_STATIC(404, B_NOTFOUND);
+
+  r->fault = fault_decide();
+  switch (r->fault.action)
+  {
+    case FA_DROP:
+      return drop(c, r, method, url);
+    case FA_500:
+      return REPLY_STATIC(500, B_INTERNAL);
+    case FA_503:
+      return reply(c, r, 1, method, url, 503, B_503, sizeof(B_503) - 1,
+                   MHD_RESPMEM_PERSISTENT, "text/plain", 0);
+    case FA_429:
+      return reply(c, r, 1, method, url, 429, B_RATE, sizeof(B_RATE) - 1,
+                   MHD_RESPMEM_PERSISTENT, NULL,
+                   r->fault.retry_after > 0 ? r->fault.retry_after : 1);
+    case FA_DELAY:
+      if (r->fault.delay_ms > 0)
+      {
+        r->stage = ST_AFTER_FAULT_DELAY;
+        delay_connection(c, r->fault.delay_ms);
+        return MHD_YES;
+      }
+      break;
+    default:
+      break;
+  }
+
+after_faults:
+  route = route_of(url, method, &idp, &idlen);
+  if (route == R_RETRY)
+  {
+    int64_t id;
+    if (!parse_pos_int64(idp, idlen, &id))
+      return reply_field_error(c, r, method, url, "message_id", 10, R_NOT_INT);
+    if (!accept_retry(r, id))
+      return REPLY_STATIC(400, B_UNKNOWN_MSG);
+    if (r->fault.daa)
+      return drop(c, r, method, url);
+    return REPLY_STATIC(200, B_OK);
+  }
+
+  /* R_SEND: validate the body */
+  {
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    verr_t e;
+    int ok;
+    if (media_type_is(ct, "application/json"))
+      ok = validate_json(r, &e);
+    else if (media_type_is(ct, "multipart/form-data"))
+      ok = validate_multipart(r, ct, &e);
+    else
+    {
+      ok = verr(&e, "_schema", 7,
+                "Unsupported Content-Type (expected application/json or multipart/form-data).");
+    }
+    if (!ok)
+      return reply_field_error(c, r, method, url, e.field, e.flen, e.reason);
+  }
+
+  /* magic conversation ids */
+  {
+    int64_t cv = r->conv;
+    if (cv == 400)
+      return REPLY_STATIC(400, B_INVALID_CONV);
+    if (cv == 403 || (cfg.forbidden > 0 && cv == cfg.forbidden))
+      return REPLY_STATIC(403, B_FORBIDDEN);
+    if (cv == 404)
+      return REPLY_STATIC(404, B_CONV_404);
+    if (cv == 415)
+      return REPLY_STATIC(415, B_415);
+    if (cv == 429)
+      return reply(c, r, 1, method, url, 429, B_RATE, sizeof(B_RATE) - 1,
+                   MHD_RESPMEM_PERSISTENT, NULL, 7);
+    if (cv == 500 || cv == 502)
+      return REPLY_STATIC((unsigned) cv, B_INTERNAL);
+    if (cv == 503)
+      return reply(c, r, 1, method, url, 503, B_503, sizeof(B_503) - 1,
+                   MHD_RESPMEM_PERSISTENT, "text/plain", 0);
+    if (cv == 408000)
+      return drop(c, r, method, url);
+    if (cv == 6000001)
+      return reply(c, r, 1, method, url, 200, "not json", 8, MHD_RESPMEM_PERSISTENT, NULL, 0);
+    if (cv == 6000002)
+      return REPLY_STATIC(200, B_OK);
+    if (cv == 6000003)
+    {
+      int64_t id = accept_send(r);
+      if (r->fault.daa)
+        return drop(c, r, method, url);
+      char *big = xmalloc(BIG_REPLY);
+      int h = snprintf(big, 96, "{\"status\":\"success\",\"message_id\":%lld,\"padding\":\"",
+                       (long long) id);
+      memset(big + h, 'x', BIG_REPLY - (size_t) h - 2);
+      big[BIG_REPLY - 2] = '"';
+      big[BIG_REPLY - 1] = '}';
+      return reply(c, r, 1, method, url, 200, big, BIG_REPLY, MHD_RESPMEM_MUST_FREE, NULL, 0);
+    }
+    if (cv > 5000000 && cv < 6000000)
+    {
+      r->stage = ST_AFTER_MAGIC_DELAY;
+      delay_connection(c, (int) (cv - 5000000));
+      return MHD_YES;
+    }
+  }
+
+accept:
+  return send_success(c, r, method, url, accept_send(r));
+}
+
+/* ------------------------------------------------------------------ */
+/* /_mock control endpoints                                            */
+/* ------------------------------------------------------------------ */
+
+static void
+stats_json(sb_t *b)
+{
+  sb_puts(b, "{\"requests\":");
+  sb_put_u64(b, atomic_load(&st_requests));
+  sb_puts(b, ",\"accepted\":");
+  sb_put_u64(b, atomic_load(&st_accepted));
+  sb_puts(b, ",\"retries_ok\":");
+  sb_put_u64(b, atomic_load(&st_retries_ok));
+  sb_puts(b, ",\"connections\":");
+  sb_put_u64(b, atomic_load(&st_connections));
+  sb_puts(b, ",\"open_connections\":");
+  sb_put_u64(b, atomic_load(&st_open));
+  sb_puts(b, ",\"status\":{");
+  int first = 1;
+  for (int i = 0; i < 600; i++)
+  {
+    uint64_t v = atomic_load(&st_status[i]);
+    if (!v)
+      continue;
+    sb_printf(b, "%s\"%d\":", first ? "" : ",", i);
+    sb_put_u64(b, v);
+    first = 0;
+  }
+  sb_puts(b, "},\"dropped\":");
+  sb_put_u64(b, atomic_load(&st_dropped));
+  pthread_mutex_lock(&rec_mu);
+  size_t distinct = cset_n;
+  int64_t last_id = next_id - 1;
+  pthread_mutex_unlock(&rec_mu);
+  sb_puts(b, ",\"accepted_distinct_content\":");
+  sb_put_u64(b, distinct);
+  sb_puts(b, ",\"rate_limited\":");
+  sb_put_u64(b, atomic_load(&st_rate_limited));
+  sb_puts(b, ",\"rate_limited_by_key\":{");
+  first = 1;
+  pthread_mutex_lock(&keys_mu);
+  for (int i = 0; i < KEY_BUCKETS; i++)
+    for (keyst_t *e = key_tab[i]; e; e = e->next)
+      if (e->limited)
+      {
+        if (!first)
+          sb_putc(b, ',');
+        sb_json_str(b, e->name, strlen(e->name));
+        sb_putc(b, ':');
+        sb_put_u64(b, e->limited);
+        first = 0;
+      }
+  int64_t pm = rl_per_minute;
+  pthread_mutex_unlock(&keys_mu);
+  sb_puts(b, "},\"ratelimit_per_minute\":");
+  sb_put_i64(b, pm);
+  sb_puts(b, ",\"last_message_id\":");
+  sb_put_i64(b, last_id);
+  sb_puts(b, "}");
+}
+
+static void
+accepted_tsv(sb_t *b)
+{
+  pthread_mutex_lock(&rec_mu);
+  sb_reserve(b, nrecs * 96 + 64);
+  for (size_t i = 0; i < nrecs; i++)
+  {
+    record_t *rc = &recs[i];
+    sb_puts(b, rc->kind ? "retry\t" : "send\t");
+    sb_put_i64(b, rc->msg_id);
+    sb_putc(b, '\t');
+    sb_put_i64(b, rc->conv);
+    sb_putc(b, '\t');
+    sb_puts(b, ct_names[rc->ctype]);
+    sb_putc(b, '\t');
+    sb_copy_field(b, rc->key, strlen(rc->key));
+    sb_putc(b, '\t');
+    sb_put_i64(b, rc->time_us);
+    sb_putc(b, '\t');
+    if (rc->text)
+      sb_copy_field(b, rc->text, rc->text_len);
+    sb_putc(b, '\t');
+    if (rc->image_len >= 0)
+      sb_put_i64(b, rc->image_len);
+    sb_putc(b, '\t');
+    if (rc->image_len >= 0)
+      sb_put_hex64(b, rc->image_hash);
+    sb_putc(b, '\n');
+  }
+  pthread_mutex_unlock(&rec_mu);
+}
+
+static void
+requests_json(sb_t *b)
+{
+  pthread_mutex_lock(&log_mu);
+  uint64_t n = log_total < LOG_SIZE ? log_total : LOG_SIZE;
+  sb_putc(b, '[');
+  for (uint64_t k = 0; k < n; k++)
+  {
+    logent_t *e = &logring[(log_total - n + k) % LOG_SIZE];
+    if (k)
+      sb_putc(b, ',');
+    sb_puts(b, "\n{\"seq\":");
+    sb_put_u64(b, e->seq);
+    sb_puts(b, ",\"method\":");
+    sb_json_str(b, e->method, strlen(e->method));
+    sb_puts(b, ",\"path\":");
+    sb_json_str(b, e->path, strlen(e->path));
+    sb_puts(b, ",\"key\":");
+    if (e->has_key)
+      sb_json_str(b, e->key, strlen(e->key));
+    else
+      sb_puts(b, "null");
+    sb_puts(b, ",\"content_type\":");
+    if (e->has_ctype)
+      sb_json_str(b, e->ctype, strlen(e->ctype));
+    else
+      sb_puts(b, "null");
+    sb_puts(b, ",\"status\":");
+    sb_put_i64(b, e->status);
+    sb_puts(b, ",\"body_len\":");
+    sb_put_u64(b, e->body_len);
+    sb_puts(b, ",\"body\":");
+    sb_json_str(b, e->body, e->stored);
+    sb_putc(b, '}');
+  }
+  sb_puts(b, "\n]\n");
+  pthread_mutex_unlock(&log_mu);
+}
+
+static void
+faults_clear_nolock(void)
+{
+  free(faults.next);
+  memset(&faults, 0, sizeof(faults));
+  faults.retry_after = 1;
+  faults.delay_ms = 100;
+  atomic_store(&faults_active, 0);
+}
+
+static void
+mock_reset(void)
+{
+  pthread_mutex_lock(&rec_mu);
+  for (size_t i = 0; i < nrecs; i++)
+    free(recs[i].text);
+  nrecs = 0;
+  if (cset)
+    memset(cset, 0, cset_cap * sizeof(*cset));
+  cset_n = 0;
+  pthread_mutex_unlock(&rec_mu);
+
+  pthread_mutex_lock(&log_mu);
+  log_total = 0;
+  pthread_mutex_unlock(&log_mu);
+
+  pthread_mutex_lock(&keys_mu);
+  rl_per_minute = 0;
+  rl_window_us = 60000000;
+  keys_clear_nolock(1);
+  pthread_mutex_unlock(&keys_mu);
+
+  pthread_mutex_lock(&faults_mu);
+  faults_clear_nolock();
+  pthread_mutex_unlock(&faults_mu);
+
+  atomic_store(&prng_ctr, cfg.seed);
+  atomic_store(&st_requests, 0);
+  atomic_store(&st_accepted, 0);
+  atomic_store(&st_retries_ok, 0);
+  atomic_store(&st_connections, 0);
+  atomic_store(&st_dropped, 0);
+  atomic_store(&st_rate_limited, 0);
+  for (int i = 0; i < 600; i++)
+    atomic_store(&st_status[i], 0);
+}
+
+static int
+json_rate(cJSON *v, double *out, const char **err)
+{
+  if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1)
+  {
+    *err = "rates must be numbers between 0 and 1";
+    return 0;
+  }
+  *out = v->valuedouble;
+  return 1;
+}
+
+static int
+json_nonneg_int(cJSON *v, int64_t max, int64_t *out)
+{
+  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
+      v->valuedouble > (double) max)
+    return 0;
+  *out = (int64_t) v->valuedouble;
+  return 1;
+}
+
+/* Parse a fault config; returns NULL on success or an error message. */
+static const char *
+parse_faults(const char *body, size_t len, faults_t *f, int *seed_set, uint64_t *seed)
+{
+  const char *err = NULL;
+  memset(f, 0, sizeof(*f));
+  f->retry_after = 1;
+  f->delay_ms = 100;
+  cJSON *root = len ? cJSON_ParseWithLength(body, len) : cJSON_Parse("{}");
+  if (!root || !cJSON_IsObject(root))
+  {
+    cJSON_Delete(root);
+    return "body must be a JSON object";
+  }
+  for (cJSON *ch = root->child; ch && !err; ch = ch->next)
+  {
+    const char *k = ch->string;
+    int64_t iv;
+    if (strcmp(k, "rate_5xx") == 0)
+      json_rate(ch, &f->r5xx, &err);
+    else if (strcmp(k, "rate_429") == 0)
+      json_rate(ch, &f->r429, &err);
+    else if (strcmp(k, "rate_drop") == 0)
+      json_rate(ch, &f->rdrop, &err);
+    else if (strcmp(k, "rate_delay") == 0)
+      json_rate(ch, &f->rdelay, &err);
+    else if (strcmp(k, "rate_drop_after_accept") == 0)
+      json_rate(ch, &f->rdaa, &err);
+    else if (strcmp(k, "retry_after") == 0)
+    {
+      if (!json_nonneg_int(ch, 86400, &iv))
+        err = "retry_after must be an integer 0..86400";
+      else
+        f->retry_after = (int) iv;
+    }
+    else if (strcmp(k, "delay_ms") == 0)
+    {
+      if (!json_nonneg_int(ch, 3600000, &iv))
+        err = "delay_ms must be an integer 0..3600000";
+      else
+        f->delay_ms = (int) iv;
+    }
+    else if (strcmp(k, "seed") == 0)
+    {
+      if (!json_nonneg_int(ch, 9007199254740991LL, &iv))
+        err = "seed must be a non-negative integer";
+      else
+      {
+        *seed_set = 1;
+        *seed = (uint64_t) iv;
+      }
+    }
+    else if (strcmp(k, "next") == 0)
+    {
+      if (!cJSON_IsArray(ch))
+      {
+        err = "next must be an array";
+        break;
+      }
+      int n = cJSON_GetArraySize(ch);
+      f->next = calloc((size_t) (n ? n : 1), sizeof(next_t));
+      if (!f->next)
+        abort();
+      for (cJSON *a = ch->child; a && !err; a = a->next)
+      {
+        next_t *nx = &f->next[f->nnext];
+        nx->count = 1;
+        nx->delay_ms = -1;
+        if (!cJSON_IsObject(a))
+        {
+          err = "next entries must be objects";
+          break;
+        }
+        for (cJSON *m = a->child; m && !err; m = m->next)
+        {
+          if (strcmp(m->string, "action") == 0)
+          {
+            char num[16];
+            const char *s = NULL;
+            if (cJSON_IsString(m))
+              s = m->valuestring;
+            else if (cJSON_IsNumber(m))
+            {
+              snprintf(num, sizeof(num), "%d", m->valueint);
+              s = num;
+            }
+            nx->action = FA_NONE;
+            for (int i = FA_500; s && i <= FA_PASS; i++)
+              if (strcmp(s, fa_names[i]) == 0)
+                nx->action = i;
+            if (nx->action == FA_NONE)
+              err = "action must be one of 500, 503, 429, drop, delay, drop_after_accept, pass";
+          }
+          else if (strcmp(m->string, "count") == 0)
+          {
+            if (!json_nonneg_int(m, 1000000000, &iv) || iv < 1)
+              err = "count must be an integer >= 1";
+            else
+              nx->count = iv;
+          }
+          else if (strcmp(m->string, "delay_ms") == 0)
+          {
+            if (!json_nonneg_int(m, 3600000, &iv))
+              err = "delay_ms must be an integer 0..3600000";
+            else
+              nx->delay_ms = (int) iv;
+          }
+          else
+            err = "unknown key in next entry (allowed: action, count, delay_ms)";
+        }
+        if (!err && nx->action == FA_NONE)
+          err = "next entry without action";
+        f->nnext++;
+      }
+    }
+    else
+      err = "unknown key (allowed: rate_5xx, rate_429, rate_drop, rate_delay, "
+            "rate_drop_after_accept, retry_after, delay_ms, seed, next)";
+  }
+  cJSON_Delete(root);
+  if (err)
+  {
+    free(f->next);
+    f->next = NULL;
+  }
+  return err;
+}
+
+static enum MHD_Result
+mock_error(struct MHD_Connection *c, req_t *r, unsigned status, const char *msg)
+{
+  sb_t b = {0};
+  sb_puts(&b, "{\"error\":{\"message\":");
+  sb_json_str(&b, msg, strlen(msg));
+  sb_puts(&b, "}}");
+  return reply_sb(c, r, 0, NULL, NULL, status, &b, NULL);
+}
+
+static enum MHD_Result
+handle_mock(struct MHD_Connection *c, req_t *r, const char *url, const char *method)
+{
+  int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+  sb_t b = {0};
+  if (r->too_big)
+    return reply(c, r, 0, NULL, NULL, 413, B_413, sizeof(B_413) - 1, MHD_RESPMEM_PERSISTENT, NULL, 0);
+  if (get && strcmp(url, "/_mock/stats") == 0)
+  {
+    stats_json(&b);
+    return reply_sb(c, r, 0, NULL, NULL, 200, &b, NULL);
+  }
+  if (get && strcmp(url, "/_mock/accepted") == 0)
+  {
+    accepted_tsv(&b);
+    return reply_sb(c, r, 0, NULL, NULL, 200, &b, "text/tab-separated-values; charset=utf-8");
+  }
+  if (get && strcmp(url, "/_mock/requests") == 0)
+  {
+    requests_json(&b);
+    return reply_sb(c, r, 0, NULL, NULL, 200, &b, NULL);
+  }
+  if (get && strcmp(url, "/_mock/health") == 0)
+    return reply(c, r, 0, NULL, NULL, 200, "{\"status\":\"ok\"}", 15, MHD_RESPMEM_PERSISTENT, NULL, 0);
+  if (post && strcmp(url, "/_mock/reset") == 0)
+  {
+    mock_reset();
+    return reply(c, r, 0, NULL, NULL, 200, "{\"status\":\"ok\"}", 15, MHD_RESPMEM_PERSISTENT, NULL, 0);
+  }
+  if (post && strcmp(url, "/_mock/faults") == 0)
+  {
+    faults_t f;
+    int seed_set = 0;
+    uint64_t seed = 0;
+    const char *err = parse_faults(r->body, r->len, &f, &seed_set, &seed);
+    if (err)
+      return mock_error(c, r, 400, err);
+    int active = f.r5xx > 0 || f.r429 > 0 || f.rdrop > 0 || f.rdelay > 0 || f.rdaa > 0 || f.nnext > 0;
+    pthread_mutex_lock(&faults_mu);
+    free(faults.next);
+    faults = f;
+    atomic_store(&faults_active, active);
+    pthread_mutex_unlock(&faults_mu);
+    if (seed_set)
+      atomic_store(&prng_ctr, seed);
+    return reply(c, r, 0, NULL, NULL, 200, "{\"status\":\"ok\"}", 15, MHD_RESPMEM_PERSISTENT, NULL, 0);
+  }
+  if (post && strcmp(url, "/_mock/ratelimit") == 0)
+  {
+    cJSON *root = r->len ? cJSON_ParseWithLength(r->body, r->len) : NULL;
+    int64_t pm = -1, win = 60000;
+    const char *err = NULL;
+    if (!root || !cJSON_IsObject(root))
+      err = "body must be a JSON object like {\"per_minute\":300}";
+    for (cJSON *ch = root ? root->child : NULL; ch && !err; ch = ch->next)
+    {
+      if (strcmp(ch->string, "per_minute") == 0)
+      {
+        if (!json_nonneg_int(ch, 100000000, &pm))
+          err = "per_minute must be an integer >= 0";
+      }
+      else if (strcmp(ch->string, "window_ms") == 0)
+      {
+        if (!json_nonneg_int(ch, 86400000, &win) || win < 1)
+          err = "window_ms must be an integer >= 1";
+      }
+      else
+        err = "unknown key (allowed: per_minute, window_ms)";
+    }
+    if (!err && pm < 0)
+      err = "per_minute is required";
+    cJSON_Delete(root);
+    if (err)
+      return mock_error(c, r, 400, err);
+    pthread_mutex_lock(&keys_mu);
+    rl_per_minute = pm;
+    rl_window_us = win * 1000;
+    keys_clear_nolock(0);
+    pthread_mutex_unlock(&keys_mu);
+    sb_printf(&b, "{\"status\":\"ok\",\"per_minute\":%lld,\"window_ms\":%lld}",
+              (long long) pm, (long long) win);
+    return reply_sb(c, r, 0, NULL, NULL, 200, &b, NULL);
+  }
+  return reply(c, r, 0, NULL, NULL, 404, B_NOTFOUND, sizeof(B_NOTFOUND) - 1,
+               MHD_RESPMEM_PERSISTENT, NULL, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* libmicrohttpd callbacks                                             */
+/* ------------------------------------------------------------------ */
+
+static enum MHD_Result
+dispatch(struct MHD_Connection *c, req_t *r, const char *url, const char *method)
+{
+  if (strncmp(url, "/_mock/", 7) == 0)
+    return handle_mock(c, r, url, method);
+  if (strcmp(url, "/v2") == 0 || strncmp(url, "/v2/", 4) == 0)
+    return handle_v2(c, r, url, method);
+  return reply(c, r, 0, NULL, NULL, 404, B_NOTFOUND, sizeof(B_NOTFOUND) - 1,
+               MHD_RESPMEM_PERSISTENT, NULL, 0);
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+           const char *version, const char *upload_data, size_t *upload_data_size,
+           void **con_cls)
+{
+  req_t *r = *con_cls;
+  if (!r)
+  {
+    r = calloc(1, sizeof(*r));
+    if (!r)
+      return MHD_NO;
+    r->image_len = -1;
+    *con_cls = r;
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl)
+    {
+      char *end;
+      errno = 0;
+      unsigned long long v = strtoull(cl, &end, 10);
+      if (errno == 0 && end != cl && v > MAX_BODY)
+      {
+        /* answer before reading the body (no 100 Continue is sent) */
+        r->too_big = 1;
+        r->time_us = clock_us(CLOCK_REALTIME);
+        return dispatch(c, r, url, method);
+      }
+      if (errno == 0 && end != cl && v > 0)
+      {
+        r->cap = (size_t) v + 1;
+        r->body = xmalloc(r->cap);
+      }
+    }
+    return MHD_YES;
+  }
+  if (*upload_data_size)
+  {
+    size_t n = *upload_data_size;
+    *upload_data_size = 0;
+    if (r->done || r->too_big)
+      return MHD_YES;
+    if (r->len + n > MAX_BODY)
+    {
+      r->too_big = 1;
+      free(r->body);
+      r->body = NULL;
+      r->len = r->cap = 0;
+      return MHD_YES;
+    }
+    if (r->len + n + 1 > r->cap)
+    {
+      size_t nc = r->cap ? r->cap : 1024;
+      while (nc < r->len + n + 1)
+        nc *= 2;
+      r->body = xrealloc(r->body, nc);
+      r->cap = nc;
+    }
+    memcpy(r->body + r->len, upload_data, n);
+    r->len += n;
+    r->body[r->len] = '\0';
+    return MHD_YES;
+  }
+  if (r->done)
+    return MHD_YES;
+  if (r->stage == ST_NEW)
+    r->time_us = clock_us(CLOCK_REALTIME);
+  if (!r->body)
+  {
+    r->body = xmalloc(1);
+    r->cap = 1;
+  }
+  r->body[r->len] = '\0';
+  return dispatch(c, r, url, method);
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+             enum MHD_RequestTerminationCode toe)
+{
+  req_t *r = *con_cls;
+  if (!r)
+    return;
+  free(r->body);
+  free(r->text);
+  free(r);
+  *con_cls = NULL;
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+              enum MHD_ConnectionNotificationCode toe)
+{
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+  {
+    atomic_fetch_add_explicit(&st_connections, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st_open, 1, memory_order_relaxed);
+  }
+  else
+    atomic_fetch_sub_explicit(&st_open, 1, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------ */
+/* main                                                                */
+/* ------------------------------------------------------------------ */
+
+static void
+usage(FILE *f)
+{
+  fprintf(f,
+          "usage: partoo-mock [--port N] [--port-file PATH] [--api-key KEY]...\n"
+          "                   [--api-key-prefix PREFIX] [--forbidden-conversation N]\n"
+          "                   [--threads N] [--seed N] [--tls-cert PEM --tls-key PEM]\n"
+          "                   [--quiet]\n"
+          "Serves a mock Partoo API on 127.0.0.1 (base URL http://127.0.0.1:PORT/v2)\n"
+          "until SIGTERM/SIGINT.  See test/mock/README.md.\n");
+}
+
+static char *
+read_file(const char *path)
+{
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  sb_t b = {0};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+    sb_put(&b, buf, n);
+  fclose(f);
+  if (!b.p)
+    sb_puts(&b, "");
+  return b.p;
+}
+
+static int
+write_port_file(const char *path, unsigned port)
+{
+  char tmp[4096];
+  snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long) getpid());
+  FILE *f = fopen(tmp, "w");
+  if (!f)
+    return -1;
+  fprintf(f, "%u\n", port);
+  if (fclose(f) != 0 || rename(tmp, path) != 0)
+  {
+    unlink(tmp);
+    return -1;
+  }
+  return 0;
+}
+
+static int
+parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+  char *end;
+  errno = 0;
+  if (!s || !*s || *s == '-')
+    return 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || v > max)
+    return 0;
+  *out = v;
+  return 1;
+}
+
+int
+main(int argc, char **argv)
+{
+  cfg.keys = calloc((size_t) argc + 1, sizeof(char *));
+  for (int i = 1; i < argc; i++)
+  {
+    const char *a = argv[i];
+    const char *val = NULL;
+    char name[64];
+    const char *eq = strchr(a, '=');
+    if (strncmp(a, "--", 2) == 0 && eq && (size_t) (eq - a) < sizeof(name))
+    {
+      memcpy(name, a, (size_t) (eq - a));
+      name[eq - a] = '\0';
+      val = eq + 1;
+      a = name;
+    }
+    int needs = strcmp(a, "--quiet") != 0 && strcmp(a, "--help") != 0 && strcmp(a, "-h") != 0;
+    if (needs && !val)
+    {
+      if (i + 1 >= argc)
+      {
+        fprintf(stderr, "partoo-mock: %s needs a value\n", a);
+        return 2;
+      }
+      val = argv[++i];
+    }
+    unsigned long long v;
+    if (strcmp(a, "--port") == 0)
+    {
+      if (!parse_uint(val, 65535, &v))
+        goto bad;
+      cfg.port = (unsigned) v;
+    }
+    else if (strcmp(a, "--port-file") == 0)
+      cfg.port_file = val;
+    else if (strcmp(a, "--api-key") == 0)
+      cfg.keys[cfg.nkeys++] = val;
+    else if (strcmp(a, "--api-key-prefix") == 0)
+    {
+      cfg.key_prefix = val;
+      cfg.key_prefix_len = strlen(val);
+    }
+    else if (strcmp(a, "--forbidden-conversation") == 0)
+    {
+      if (!parse_uint(val, INT64_MAX, &v))
+        goto bad;
+      cfg.forbidden = (int64_t) v;
+    }
+    else if (strcmp(a, "--threads") == 0)
+    {
+      if (!parse_uint(val, 256, &v) || v < 1)
+        goto bad;
+      cfg.threads = (unsigned) v;
+    }
+    else if (strcmp(a, "--seed") == 0)
+    {
+      if (!parse_uint(val, UINT64_MAX, &v))
+        goto bad;
+      cfg.seed = v;
+    }
+    else if (strcmp(a, "--tls-cert") == 0)
+      cfg.tls_cert = val;
+    else if (strcmp(a, "--tls-key") == 0)
+      cfg.tls_key = val;
+    else if (strcmp(a, "--quiet") == 0)
+      cfg.quiet = 1;
+    else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+    {
+      usage(stdout);
+      free(cfg.keys);
+      return 0;
+    }
+    else
+    {
+      fprintf(stderr, "partoo-mock: unknown option %s\n", argv[i]);
+      usage(stderr);
+      return 2;
+    }
+    continue;
+  bad:
+    fprintf(stderr, "partoo-mock: bad value for %s: %s\n", a, val);
+    return 2;
+  }
+  if (cfg.nkeys == 0 && !cfg.key_prefix)
+    cfg.keys[cfg.nkeys++] = "test-key";
+  if (!cfg.tls_cert != !cfg.tls_key)
+  {
+    fprintf(stderr, "partoo-mock: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
+
+  char *cert_pem = NULL, *key_pem = NULL;
+  if (cfg.tls_cert)
+  {
+    if (!MHD_is_feature_supported(MHD_FEATURE_TLS))
+    {
+      fprintf(stderr, "partoo-mock: libmicrohttpd has no TLS support\n");
+      return 1;
+    }
+    cert_pem = read_file(cfg.tls_cert);
+    key_pem = read_file(cfg.tls_key);
+    if (!cert_pem || !key_pem)
+    {
+      fprintf(stderr, "partoo-mock: cannot read TLS cert/key: %s\n", strerror(errno));
+      return 1;
+    }
+  }
+
+  /* enough descriptors for thousands of connections */
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+  {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+
+  /* signals: handled synchronously by main via sigwait */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  atomic_store(&prng_ctr, cfg.seed);
+  logring = calloc(LOG_SIZE, sizeof(logent_t));
+  if (!logring)
+    abort();
+
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&timer_cv, &ca);
+  pthread_condattr_destroy(&ca);
+  if (pthread_create(&timer_thread, NULL, timer_main, NULL) != 0)
+  {
+    fprintf(stderr, "partoo-mock: cannot start timer thread\n");
+    return 1;
+  }
+
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t) cfg.port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+  struct MHD_OptionItem extra[4];
+  int ne = 0;
+  if (cfg.threads > 1)
+    extra[ne++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t) cfg.threads, NULL};
+  if (cert_pem)
+  {
+    extra[ne++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, key_pem};
+    extra[ne++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, cert_pem};
+  }
+  extra[ne] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+
+  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
+  if (!cfg.quiet)
+    flags |= MHD_USE_ERROR_LOG;
+  if (cert_pem)
+    flags |= MHD_USE_TLS;
+
+  struct MHD_Daemon *d = MHD_start_daemon(
+    flags, (uint16_t) cfg.port, NULL, NULL, on_request, NULL,
+    MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
+    MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 4096,
+    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 60,
+    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) (128 * 1024),
+    MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int) 1024,
+    MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+    MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+    MHD_OPTION_ARRAY, extra,
+    MHD_OPTION_END);
+  if (!d)
+  {
+    fprintf(stderr, "partoo-mock: cannot start HTTP daemon on 127.0.0.1:%u\n", cfg.port);
+    return 1;
+  }
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+  unsigned port = info ? info->port : cfg.port;
+  if (cfg.port_file && write_port_file(cfg.port_file, port) != 0)
+  {
+    fprintf(stderr, "partoo-mock: cannot write port file %s: %s\n", cfg.port_file, strerror(errno));
+    MHD_stop_daemon(d);
+    return 1;
+  }
+  printf("listening on 127.0.0.1:%u\n", port);
+  fflush(stdout);
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  if (!cfg.quiet)
+    fprintf(stderr, "partoo-mock: signal %d, shutting down\n", sig);
+
+  /* resume every delayed connection before stopping the daemon */
+  pthread_mutex_lock(&timer_mu);
+  timer_stopping = 1;
+  pthread_cond_signal(&timer_cv);
+  pthread_mutex_unlock(&timer_mu);
+  pthread_join(timer_thread, NULL);
+  MHD_stop_daemon(d);
+
+  /* free everything so leak checkers stay quiet */
+  mock_reset();
+  free(recs);
+  free(meta);
+  free(cset);
+  free(theap);
+  free(logring);
+  pthread_mutex_lock(&keys_mu);
+  for (int i = 0; i < KEY_BUCKETS; i++)
+  {
+    keyst_t *e = key_tab[i];
+    while (e)
+    {
+      keyst_t *nx = e->next;
+      free(e->ring);
+      free(e->name);
+      free(e);
+      e = nx;
+    }
+    key_tab[i] = NULL;
+  }
+  pthread_mutex_unlock(&keys_mu);
+  free(cert_pem);
+  free(key_pem);
+  free(cfg.keys);
+  return 0;
+}
