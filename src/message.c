@@ -1,0 +1,181 @@
+/*-------------------------------------------------------------------------
+ *
+ * message.c
+ *		From SQL arguments to a validated message.
+ *
+ * partoo_send, partoo_enqueue and the trigger function all describe a
+ * message with the same arguments; this file turns them into the protocol
+ * core's PartooMessage, converting text to UTF-8 for the wire, and raises
+ * the core's validation problems as PostgreSQL errors and warnings.  It
+ * runs before anything is sent or stored, so a bad message changes
+ * nothing.
+ *
+ * src/message.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "partoo.h"
+
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+/* Map a core problem kind to a SQLSTATE */
+static int
+problem_errcode(PartooProblemKind kind)
+{
+	switch (kind)
+	{
+		case PARTOO_PROBLEM_ENCODING:
+			return ERRCODE_CHARACTER_NOT_IN_REPERTOIRE;
+		case PARTOO_PROBLEM_TOO_LARGE:
+			return ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+		default:
+			return ERRCODE_INVALID_PARAMETER_VALUE;
+	}
+}
+
+/* Raise a core problem at elevel (ERROR does not return) */
+void
+partoo_report_problem(int elevel, const PartooProblem *p)
+{
+	ereport(elevel,
+			(errcode(elevel >= ERROR ? problem_errcode(p->kind) : ERRCODE_WARNING),
+			 errmsg("%s", p->message),
+			 p->detail[0] ? errdetail("%s", p->detail) : 0,
+			 p->hint[0] ? errhint("%s", p->hint) : 0));
+}
+
+/*
+ * Copy at most max bytes of s into a palloc'd string that is safe to put
+ * in an error message whatever s holds: valid UTF-8 sequences are kept in
+ * a UTF-8 database, every other byte and control character becomes '?'.
+ * Appends "..." when cut.
+ */
+char *
+partoo_printable(const char *s, size_t len, size_t max)
+{
+	StringInfoData buf;
+	size_t		i = 0;
+	bool		utf8 = (GetDatabaseEncoding() == PG_UTF8);
+
+	initStringInfo(&buf);
+	if (s == NULL)
+		return buf.data;
+	while (i < len && (size_t) buf.len < max)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c >= 0x80)
+		{
+			int			n = (c >= 0xF0) ? 4 : (c >= 0xE0) ? 3 : (c >= 0xC0) ? 2 : 1;
+
+			if (utf8 && n > 1 && i + n <= len && partoo_utf8_valid(s + i, n))
+			{
+				appendBinaryStringInfo(&buf, s + i, n);
+				i += n;
+				continue;
+			}
+			appendStringInfoChar(&buf, '?');
+		}
+		else if (c == '\n' || c == '\r' || c == '\t')
+			appendStringInfoChar(&buf, ' ');
+		else if (c < 0x20 || c == 0x7f)
+			appendStringInfoChar(&buf, '?');
+		else
+			appendStringInfoChar(&buf, (char) c);
+		i++;
+	}
+	if (i < len)
+		appendStringInfoString(&buf, "...");
+	return buf.data;
+}
+
+/* text in the server encoding to a NUL-terminated UTF-8 string, or NULL */
+static const char *
+to_utf8(text *t)
+{
+	char	   *s;
+
+	if (t == NULL)
+		return NULL;
+	s = text_to_cstring(t);
+	return pg_server_to_any(s, strlen(s), PG_UTF8);
+}
+
+/*
+ * Check the message described by in and fill in->msg and the derived
+ * fields.  ereports (ERROR) on the first problem, WARNING for a file type
+ * outside Partoo's recommendations.
+ */
+void
+partoo_message_prepare(PartooMessageInput *in)
+{
+	PartooMessage *m = &in->msg;
+	PartooProblem err;
+	PartooProblem warning;
+	int			rc;
+	int64		unix_us;
+
+	if (in->conversation_id_isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("conversation_id must not be null"),
+				 errhint("Pass the id of an existing Partoo conversation.")));
+	if (in->content_type_arg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("content_type must not be null"),
+				 errhint("Use one of Text, Image, Video, Audio, Document.")));
+
+	memset(m, 0, sizeof(*m));
+	m->conversation_id = in->conversation_id;
+	m->content_type = partoo_content_type_from_name(in->content_type_arg);
+	if (m->content_type == PARTOO_CT_INVALID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown content type \"%s\"",
+						partoo_printable(in->content_type_arg,
+										 strlen(in->content_type_arg), 64)),
+				 errhint("Use one of Text, Image, Video, Audio, Document.")));
+	in->content_type = partoo_content_type_name(m->content_type);
+
+	m->channel = partoo_channel_from_name(in->channel_arg);
+	if (m->channel == PARTOO_CH_INVALID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown channel \"%s\"",
+						partoo_printable(in->channel_arg,
+										 strlen(in->channel_arg), 64)),
+				 errhint("Use one of Facebook, Instagram, SMS, Whatsapp, Google, or NULL to skip the channel check.")));
+	in->channel = (m->channel == PARTOO_CH_NONE) ? NULL :
+		partoo_channel_name(m->channel);
+
+	if (in->account != NULL && in->account[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("account name must not be empty"),
+				 errhint("Pass NULL to use the default account.")));
+
+	m->content = to_utf8(in->content);
+	m->url = to_utf8(in->url);
+	m->filename = to_utf8(in->filename);
+	if (in->image != NULL)
+	{
+		m->image = (const unsigned char *) VARDATA_ANY(in->image);
+		m->image_len = VARSIZE_ANY_EXHDR(in->image);
+	}
+
+	in->created_at = GetCurrentTimestamp();
+	unix_us = in->created_at +
+		((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY;
+	partoo_format_date(unix_us, in->date);
+	m->date = in->date;
+
+	rc = partoo_validate_message(m, &err, &warning);
+	if (rc == PARTOO_NOT_VALID)
+		partoo_report_problem(ERROR, &err);
+	if (rc == PARTOO_VALID_WITH_WARNING)
+		partoo_report_problem(WARNING, &warning);
+}

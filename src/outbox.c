@@ -1,0 +1,275 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.c
+ *		All SQL the worker runs: recovery, claims, recording outcomes,
+ *		the next due time, and reading accounts.
+ *
+ * Every function here expects to be called inside a transaction the
+ * worker started, with SPI connected and a snapshot pushed (see
+ * worker.c's begin_txn/end_txn).  Nothing here makes network calls, so no
+ * transaction is ever open during HTTP.
+ *
+ * Claims lease rows by moving their run_at to now() + partoo.lease; a
+ * worker that dies leaves them to become due again by themselves.  The
+ * claim, the outcome recording and the per-account quotas work on whole
+ * batches with arrays, one statement each, with plans kept across
+ * iterations.
+ *
+ * src/outbox.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "partoo.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+static SPIPlanPtr
+keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/* Build a one-dimensional array of n Datums of type elemtype */
+static Datum
+make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	dims[0] = n;
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+											  elemtype, typlen, typbyval,
+											  typalign));
+}
+
+/* Is the extension installed in this database?  (The worker waits if not.) */
+bool
+partoo_outbox_ready(void)
+{
+	int			rc = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension"
+								 " WHERE extname = 'partoo'", true, 1);
+
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_extension: %s", SPI_result_code_string(rc));
+	return SPI_processed > 0;
+}
+
+/*
+ * At worker start every lease belongs to a dead predecessor (one worker
+ * per database, held by an advisory lock): make those rows due now rather
+ * than at lease expiry.  Returns how many.
+ */
+uint64
+partoo_outbox_recover(void)
+{
+	int			rc;
+
+	rc = SPI_execute("WITH o AS ("
+					 "  UPDATE partoo.outbox SET run_at = now(), leased_at = NULL"
+					 "   WHERE leased_at IS NOT NULL RETURNING message_id)"
+					 " UPDATE partoo.messages m SET state = 'queued', updated_at = now()"
+					 "   FROM o WHERE m.id = o.message_id AND m.state = 'sending'",
+					 false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not recover leased outbox rows: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/*
+ * Read every account into the callback (name, api_key, base_url,
+ * requests_per_minute).  Runs as the worker's superuser.
+ */
+void
+partoo_outbox_load_accounts(void (*cb) (const char *name, const char *key,
+										const char *base_url, int rpm, void *arg),
+							void *arg)
+{
+	int			rc;
+	uint64		i;
+
+	rc = SPI_execute("SELECT name, api_key, base_url, requests_per_minute"
+					 "  FROM partoo.accounts", true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read partoo.accounts: %s", SPI_result_code_string(rc));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int			rpm;
+
+		rpm = DatumGetInt32(SPI_getbinval(t, d, 4, &isnull));
+		cb(SPI_getvalue(t, d, 1), SPI_getvalue(t, d, 2), SPI_getvalue(t, d, 3),
+		   rpm, arg);
+	}
+}
+
+/*
+ * Claim at most limit due rows, at most quota[i] of account accounts[i]
+ * (default_quota for accounts not listed), none of the blocked accounts;
+ * lease them for lease_s seconds and mark their messages 'sending'.  The
+ * rows are left in SPI_tuptable with the columns
+ *	1 outbox id, 2 message id, 3 action, 4 account, 5 outbox attempts,
+ *	6 message exists, 7 conversation_id, 8 content_type, 9 content, 10 url,
+ *	11 image, 12 filename, 13 channel, 14 created_at, 15 partoo_id
+ * Returns the number of rows.
+ */
+uint64
+partoo_outbox_claim(int limit, Datum *blocked, int nblocked,
+					Datum *accounts, Datum *quotas, int naccounts,
+					int default_quota, int lease_s)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[6] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
+	INT4OID, INT4OID};
+	Datum		args[6];
+	int			rc;
+
+	keep_plan(&plan,
+			  "WITH cand AS ("
+			  "  SELECT o.id, o.account, o.run_at FROM partoo.outbox o"
+			  "   WHERE o.run_at <= now() AND o.account <> ALL ($2)"
+			  "   ORDER BY o.run_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
+			  " pick AS ("
+			  "  SELECT c.id FROM ("
+			  "    SELECT c.id, row_number() OVER (PARTITION BY c.account ORDER BY c.run_at, c.id) AS rn,"
+			  "           coalesce(q.quota, $5) AS quota"
+			  "      FROM cand c LEFT JOIN unnest($3, $4) AS q(account, quota)"
+			  "        ON q.account = c.account) c"
+			  "   WHERE c.rn <= c.quota),"
+			  " upd AS ("
+			  "  UPDATE partoo.outbox o SET run_at = now() + $6 * interval '1 second',"
+			  "         leased_at = now()"
+			  "    FROM pick WHERE o.id = pick.id"
+			  "  RETURNING o.id, o.message_id, o.action, o.account, o.attempts),"
+			  " st AS ("
+			  "  UPDATE partoo.messages m SET state = 'sending', updated_at = now()"
+			  "    FROM upd WHERE m.id = upd.message_id AND upd.action = 'send'"
+			  "     AND m.state = 'queued')"
+			  " SELECT u.id, u.message_id, u.action, u.account, u.attempts,"
+			  "        m.id IS NOT NULL, m.conversation_id, m.content_type, m.content,"
+			  "        m.url, m.image, m.filename, m.channel, m.created_at, m.partoo_id"
+			  "   FROM upd u LEFT JOIN partoo.messages m ON m.id = u.message_id",
+			  6, argtypes);
+
+	args[0] = Int32GetDatum(limit);
+	args[1] = make_array(blocked, NULL, nblocked, TEXTOID);
+	args[2] = make_array(accounts, NULL, naccounts, TEXTOID);
+	args[3] = make_array(quotas, NULL, naccounts, INT4OID);
+	args[4] = Int32GetDatum(default_quota);
+	args[5] = Int32GetDatum(lease_s);
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not claim outbox rows: %s", SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+/*
+ * Milliseconds until the earliest outbox row of an account not blocked is
+ * due (0 if one is due now), or -1 when there is none.
+ */
+int64
+partoo_outbox_next_due_ms(Datum *blocked, int nblocked)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {TEXTARRAYOID};
+	Datum		args[1];
+	bool		isnull;
+	Datum		d;
+	int			rc;
+	float8		ms;
+
+	keep_plan(&plan,
+			  "SELECT extract(epoch FROM min(run_at) - clock_timestamp()) * 1000"
+			  "  FROM partoo.outbox WHERE account <> ALL ($1)",
+			  1, argtypes);
+	args[0] = make_array(blocked, NULL, nblocked, TEXTOID);
+	rc = SPI_execute_plan(plan, args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read outbox: %s", SPI_result_code_string(rc));
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return -1;
+	ms = DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
+	return ms <= 0 ? 0 : (int64) ms + 1;
+}
+
+/*
+ * Record a batch of outcomes in one statement.  Arrays of n elements:
+ * outbox id, message id, new state, final (outbox row leaves), delay_ms
+ * before the next attempt (non-final), new outbox attempts, increment of
+ * messages.attempts, partoo id (nullable), http status (nullable), error
+ * (nullable), is retry action.
+ */
+void
+partoo_outbox_record(int n, Datum *oid, Datum *mid, Datum *state,
+					 Datum *final, Datum *delay_ms, Datum *attempts,
+					 Datum *counted, Datum *pid, bool *pid_null,
+					 Datum *http, bool *http_null, Datum *err, bool *err_null,
+					 Datum *is_retry)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[11] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+		BOOLARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID,
+	INT4ARRAYOID, TEXTARRAYOID, BOOLARRAYOID};
+	Datum		args[11];
+	int			rc;
+
+	keep_plan(&plan,
+			  "WITH r AS ("
+			  "  SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+			  "    AS r(oid, mid, state, final, delay_ms, attempts, counted, pid,"
+			  "         http, err, is_retry)),"
+			  " d AS (DELETE FROM partoo.outbox o USING r WHERE o.id = r.oid AND r.final),"
+			  " u AS (UPDATE partoo.outbox o"
+			  "          SET run_at = now() + r.delay_ms * interval '1 millisecond',"
+			  "              leased_at = NULL, attempts = r.attempts"
+			  "         FROM r WHERE o.id = r.oid AND NOT r.final)"
+			  " UPDATE partoo.messages m SET"
+			  "   state = r.state,"
+			  "   partoo_id = coalesce(r.pid, m.partoo_id),"
+			  "   partoo_status = CASE WHEN r.state = 'sent' THEN 'Sending' ELSE m.partoo_status END,"
+			  "   status_at = CASE WHEN r.state = 'sent' THEN now() ELSE m.status_at END,"
+			  "   attempts = m.attempts + r.counted,"
+			  "   last_http_status = r.http,"
+			  "   last_error = r.err,"
+			  "   sent_at = CASE WHEN r.state = 'sent' AND NOT r.is_retry THEN now() ELSE m.sent_at END,"
+			  "   retry_requested_at = CASE WHEN r.state = 'sent' AND r.is_retry"
+			  "                             THEN clock_timestamp() ELSE m.retry_requested_at END,"
+			  "   updated_at = now()"
+			  "  FROM r WHERE m.id = r.mid",
+			  11, argtypes);
+
+	args[0] = make_array(oid, NULL, n, INT8OID);
+	args[1] = make_array(mid, NULL, n, INT8OID);
+	args[2] = make_array(state, NULL, n, TEXTOID);
+	args[3] = make_array(final, NULL, n, BOOLOID);
+	args[4] = make_array(delay_ms, NULL, n, INT8OID);
+	args[5] = make_array(attempts, NULL, n, INT4OID);
+	args[6] = make_array(counted, NULL, n, INT4OID);
+	args[7] = make_array(pid, pid_null, n, INT8OID);
+	args[8] = make_array(http, http_null, n, INT4OID);
+	args[9] = make_array(err, err_null, n, TEXTOID);
+	args[10] = make_array(is_retry, NULL, n, BOOLOID);
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not record outcomes: %s", SPI_result_code_string(rc));
+}

@@ -1,0 +1,236 @@
+/*-------------------------------------------------------------------------
+ *
+ * partoo.h
+ *		Private declarations shared by the PostgreSQL side of partoo.
+ *
+ * The protocol core (protocol.h) knows nothing of PostgreSQL; everything
+ * declared here may palloc, use SPI or ereport.  Sections are grouped by
+ * the file that defines them.
+ *
+ * src/partoo.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PARTOO_H
+#define PARTOO_H
+
+#include "postgres.h"
+
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+
+#include "protocol.h"
+
+#define PARTOO_VERSION "0.1"
+#define PARTOO_USER_AGENT "partoo-pg/" PARTOO_VERSION
+
+/* Largest response body we keep; larger ones fail the request */
+#define PARTOO_MAX_RESPONSE_BYTES (1024 * 1024)
+
+/* in partoo.c */
+extern char *partoo_api_key;
+extern char *partoo_base_url;
+extern char *partoo_ca_file;
+extern int	partoo_timeout_ms;
+extern int	partoo_connect_timeout_ms;
+extern char *partoo_databases;
+extern int	partoo_batch_size;
+extern int	partoo_max_in_flight;
+extern int	partoo_max_attempts;
+extern int	partoo_retry_base_ms;
+extern int	partoo_retry_max_ms;
+extern int	partoo_lease_s;
+extern int	partoo_requests_per_minute;
+extern int	partoo_shutdown_timeout_ms;
+extern bool partoo_loaded_at_startup;
+
+extern bool partoo_valid_base_url(const char *url);
+
+/* in http.c */
+
+/*
+ * One HTTP request and, once done, its outcome.  Allocated with malloc()
+ * (libcurl's world, outside any memory context) so that it can outlive a
+ * transaction in the worker; the caller owns it and frees it with
+ * partoo_http_request_free(), also on error paths.
+ */
+typedef struct PartooHttpRequest
+{
+	/* set up by partoo_http_request_new() */
+	char	   *url;
+	PartooBody	body;
+	char	   *auth_header;	/* "x-APIKey: ..."; wiped before free */
+	void	   *user;			/* the caller's cookie */
+
+	/* outcome, valid once done is true */
+	bool		done;
+	long		status;			/* HTTP status, 0 when the transport failed */
+	int			curl_code;		/* CURLcode */
+	bool		timed_out;
+	bool		connect_failed;
+	bool		too_large;		/* response exceeded the limit */
+	char		errbuf[256];	/* libcurl's error text, never the key */
+	char	   *resp;			/* response body, NUL-terminated */
+	size_t		resp_len;
+	size_t		resp_cap;
+	char		retry_after[64];	/* raw Retry-After header value */
+	int64		started_us;		/* monotonic clock at start */
+	int64		elapsed_us;
+
+	/* private to http.c */
+	void	   *easy;
+	void	   *headers;
+	struct PartooHttpRequest *next;
+} PartooHttpRequest;
+
+/* wake-up reasons returned by partoo_http_wait() */
+#define PARTOO_WAKE_LATCH	0x01
+#define PARTOO_WAKE_IO		0x02
+#define PARTOO_WAKE_TIMEOUT 0x04
+
+extern PartooHttpRequest *partoo_http_request_new(const char *base_url,
+												  const char *path,
+												  const char *api_key,
+												  PartooBody *body);
+extern void partoo_http_request_free(PartooHttpRequest *req);
+extern void partoo_http_start(PartooHttpRequest *req, int timeout_ms,
+							  int connect_timeout_ms);
+extern void partoo_http_abort(PartooHttpRequest *req);
+extern int	partoo_http_wait(long timeout_ms);
+extern PartooHttpRequest *partoo_http_next_done(void);
+extern int	partoo_http_in_flight(void);
+extern void partoo_http_perform(PartooHttpRequest *req);
+extern int64 partoo_monotonic_us(void);
+
+/* in message.c */
+
+/*
+ * A message as the SQL functions receive it.  The caller fills the "as
+ * given" fields (NULL for SQL NULL); partoo_message_prepare() checks them,
+ * converts the strings to UTF-8 for the wire and fills msg, names and date.
+ */
+typedef struct PartooMessageInput
+{
+	/* as given */
+	int64		conversation_id;
+	bool		conversation_id_isnull;
+	text	   *content;
+	char	   *content_type_arg;
+	text	   *url;
+	bytea	   *image;
+	text	   *filename;
+	char	   *channel_arg;
+	char	   *account;		/* NULL: the default account */
+	Datum		metadata;		/* jsonb */
+	bool		has_metadata;
+
+	/* filled by partoo_message_prepare() */
+	PartooMessage msg;			/* what goes on the wire, UTF-8 */
+	const char *content_type;	/* canonical name */
+	const char *channel;		/* canonical name, or NULL */
+	TimestampTz created_at;
+	char		date[PARTOO_DATE_BUFLEN];
+} PartooMessageInput;
+
+extern void partoo_message_prepare(PartooMessageInput *in);
+extern void partoo_report_problem(int elevel, const PartooProblem *p);
+extern char *partoo_printable(const char *s, size_t len, size_t max);
+
+/* in store.c */
+typedef struct PartooAccount
+{
+	char	   *name;			/* NULL for the default account */
+	char	   *api_key;		/* never print it */
+	char	   *base_url;
+	int			requests_per_minute;
+} PartooAccount;
+
+typedef struct PartooStoreContext
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} PartooStoreContext;
+
+extern Oid	partoo_extension_owner(void);
+extern void partoo_store_begin(PartooStoreContext *cxt);
+extern void partoo_store_end(PartooStoreContext *cxt);
+extern PartooAccount *partoo_store_get_account(const char *name);
+extern int64 partoo_store_sent_message(PartooMessageInput *in, int64 partoo_id,
+									   long http_status);
+extern char *partoo_store_account_of(int64 partoo_id, bool *found);
+extern void partoo_store_retried(int64 partoo_id);
+extern int64 partoo_store_enqueue(PartooMessageInput *in,
+								  const char *idempotency_key,
+								  bool has_send_at, TimestampTz send_at);
+
+/* in send.c */
+extern void partoo_report_http_failure(PartooHttpRequest *req,
+									   const PartooApiResult *res,
+									   const char *path);
+
+/* in outbox.c */
+extern bool partoo_outbox_ready(void);
+extern uint64 partoo_outbox_recover(void);
+extern void partoo_outbox_load_accounts(void (*cb) (const char *name,
+												   const char *key,
+												   const char *base_url,
+												   int rpm, void *arg),
+										void *arg);
+extern uint64 partoo_outbox_claim(int limit, Datum *blocked, int nblocked,
+								  Datum *accounts, Datum *quotas,
+								  int naccounts, int default_quota,
+								  int lease_s);
+extern int64 partoo_outbox_next_due_ms(Datum *blocked, int nblocked);
+extern void partoo_outbox_record(int n, Datum *oid, Datum *mid, Datum *state,
+								 Datum *final, Datum *delay_ms,
+								 Datum *attempts, Datum *counted,
+								 Datum *pid, bool *pid_null,
+								 Datum *http, bool *http_null,
+								 Datum *err, bool *err_null,
+								 Datum *is_retry);
+
+/* in worker.c */
+extern void partoo_worker_register(void);
+PGDLLEXPORT extern void partoo_worker_main(Datum main_arg);
+
+/* in shmem.c */
+#define PARTOO_MAX_WORKERS 32
+
+typedef struct PartooWorkerSlot
+{
+	slock_t		mutex;
+	char		dbname[NAMEDATALEN];	/* fixed at postmaster start */
+	Oid			dboid;			/* set by the worker once connected */
+	pid_t		pid;			/* 0 when not running */
+	Latch	   *latch;
+	int			in_flight;
+	int64		sent;
+	int64		retried;
+	int64		failed;			/* retryable failures */
+	int64		rejected;
+	int64		dead;
+	int64		rate_limited;
+	int64		loops;
+	uint32		accounts_generation;	/* bumped when partoo.accounts changes */
+	TimestampTz started_at;
+	TimestampTz last_error_at;
+	char		last_error[256];
+	char		paused[256];	/* accounts paused by a 429, and until when */
+} PartooWorkerSlot;
+
+typedef struct PartooShared
+{
+	int			nslots;
+	PartooWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} PartooShared;
+
+extern List *partoo_worker_names;
+extern void partoo_shmem_init(int nslots);
+extern PartooWorkerSlot *partoo_slot(int i);
+extern void partoo_wake_worker_now(void);
+extern void partoo_wake_at_commit(void);
+
+#endif							/* PARTOO_H */

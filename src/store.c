@@ -1,0 +1,414 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.c
+ *		The SQL the partoo_* functions run on partoo's tables.
+ *
+ * The tables in schema partoo belong to the extension's owner and are not
+ * granted to anybody: a role that may call partoo_send (EXECUTE granted by
+ * an administrator) must not need INSERT on partoo.messages, and must never
+ * be able to read partoo.accounts.  So every query here runs between
+ * partoo_store_begin() and partoo_store_end(), which switch to the
+ * extension owner the way a SECURITY DEFINER function does: the user id
+ * changes with SECURITY_LOCAL_USERID_CHANGE and
+ * SECURITY_RESTRICTED_OPERATION, and search_path is pinned to
+ * "pg_catalog, pg_temp" so that no operator or function the caller
+ * created can be picked up.  Both are undone by transaction or
+ * subtransaction abort if an error escapes.
+ *
+ * Plans are prepared once per backend and kept (SPI_keepplan).
+ *
+ * src/store.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "partoo.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/rel.h"
+
+/*
+ * The extension's owner, looked up once per transaction (the extension
+ * can be dropped and created again by another owner between two).
+ */
+Oid
+partoo_extension_owner(void)
+{
+	static Oid	owner = InvalidOid;
+	static LocalTransactionId owner_lxid = InvalidLocalTransactionId;
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+
+	if (OidIsValid(owner) && owner_lxid == MyProc->lxid)
+		return owner;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("partoo"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"partoo\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION partoo.")));
+	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	owner_lxid = MyProc->lxid;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return owner;
+}
+
+void
+partoo_store_begin(PartooStoreContext *cxt)
+{
+	Oid			owner = partoo_extension_owner();
+
+	GetUserIdAndSecContext(&cxt->save_userid, &cxt->save_sec_context);
+	SetUserIdAndSecContext(owner, cxt->save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	cxt->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+void
+partoo_store_end(PartooStoreContext *cxt)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, cxt->save_nestlevel);
+	SetUserIdAndSecContext(cxt->save_userid, cxt->save_sec_context);
+}
+
+/* Prepare sql once per backend and keep the plan */
+static SPIPlanPtr
+plan_once(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*slot == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*slot = plan;
+	}
+	return *slot;
+}
+
+/* Copy a text column of the first result row, or NULL, out of SPI memory */
+static char *
+result_text(int col, MemoryContext cxt)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+								  col, &isnull);
+	MemoryContext old;
+	char	   *s;
+
+	if (isnull)
+		return NULL;
+	old = MemoryContextSwitchTo(cxt);
+	s = TextDatumGetCString(d);
+	MemoryContextSwitchTo(old);
+	return s;
+}
+
+/*
+ * The credentials of an account: name NULL is the default account made of
+ * partoo.api_key, partoo.base_url and partoo.requests_per_minute.  The
+ * result is palloc'd in the caller's context.  ereports when the account
+ * does not exist or has no key.
+ */
+PartooAccount *
+partoo_store_get_account(const char *name)
+{
+	static SPIPlanPtr plan = NULL;
+	PartooAccount *acct = palloc0(sizeof(PartooAccount));
+	MemoryContext cxt = CurrentMemoryContext;
+	PartooStoreContext sc;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1];
+	int			rc;
+
+	if (name == NULL)
+	{
+		if (partoo_api_key == NULL || partoo_api_key[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("partoo.api_key is not set"),
+					 errdetail("The default account (account => NULL) takes its API key from partoo.api_key."),
+					 errhint("Have a superuser set partoo.api_key, or pass the name of a row of partoo.accounts as account.")));
+		acct->api_key = pstrdup(partoo_api_key);
+		acct->base_url = pstrdup(partoo_base_url);
+		acct->requests_per_minute = partoo_requests_per_minute;
+		return acct;
+	}
+
+	partoo_store_begin(&sc);
+	plan_once(&plan,
+			  "SELECT api_key, base_url, requests_per_minute"
+			  "  FROM partoo.accounts WHERE name = $1",
+			  1, argtypes);
+	args[0] = CStringGetTextDatum(name);
+	rc = SPI_execute_plan(plan, args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read partoo.accounts: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("account \"%s\" does not exist", name),
+				 errhint("Accounts are rows of partoo.accounts; pass NULL for the default account.")));
+	acct->name = MemoryContextStrdup(cxt, name);
+	acct->api_key = result_text(1, cxt);
+	acct->base_url = result_text(2, cxt);
+	{
+		bool		isnull;
+
+		acct->requests_per_minute =
+			DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 3, &isnull));
+	}
+	partoo_store_end(&sc);
+
+	if (acct->base_url == NULL)
+		acct->base_url = pstrdup(partoo_base_url);
+	return acct;
+}
+
+static Datum
+text_or_null(text *t, char *nulls, int i)
+{
+	if (t == NULL)
+	{
+		nulls[i] = 'n';
+		return (Datum) 0;
+	}
+	return PointerGetDatum(t);
+}
+
+static Datum
+cstring_or_null(const char *s, char *nulls, int i)
+{
+	if (s == NULL)
+	{
+		nulls[i] = 'n';
+		return (Datum) 0;
+	}
+	return CStringGetTextDatum(s);
+}
+
+/*
+ * Record a message partoo_send has just sent: state 'sent', Partoo's id,
+ * status 'Sending'.  Returns the local id.
+ */
+int64
+partoo_store_sent_message(PartooMessageInput *in, int64 partoo_id, long http_status)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[13] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
+		BYTEAOID, TEXTOID, TEXTOID, JSONBOID, INT8OID, INT4OID, TEXTOID,
+	TIMESTAMPTZOID};
+	Datum		args[13];
+	char		nulls[14];
+	PartooStoreContext sc;
+	char	   *created_by = GetUserNameFromId(GetUserId(), false);
+	int			rc;
+	bool		isnull;
+	int64		id;
+
+	memset(nulls, ' ', sizeof(nulls));
+	nulls[13] = '\0';
+	args[0] = cstring_or_null(in->account, nulls, 0);
+	args[1] = Int64GetDatum(in->conversation_id);
+	args[2] = CStringGetTextDatum(in->content_type);
+	args[3] = text_or_null(in->content, nulls, 3);
+	args[4] = text_or_null(in->url, nulls, 4);
+	args[5] = text_or_null((text *) in->image, nulls, 5);
+	args[6] = text_or_null(in->filename, nulls, 6);
+	args[7] = cstring_or_null(in->channel, nulls, 7);
+	args[8] = in->has_metadata ? in->metadata : (Datum) 0;
+	if (!in->has_metadata)
+		nulls[8] = 'n';
+	args[9] = Int64GetDatum(partoo_id);
+	args[10] = Int32GetDatum((int32) http_status);
+	args[11] = CStringGetTextDatum(created_by);
+	args[12] = TimestampTzGetDatum(in->created_at);
+
+	partoo_store_begin(&sc);
+	plan_once(&plan,
+			  "INSERT INTO partoo.messages"
+			  " (account, conversation_id, content_type, content, url, image,"
+			  "  filename, channel, metadata, partoo_id, last_http_status,"
+			  "  created_by, created_at, state, partoo_status, status_at,"
+			  "  attempts, sent_at)"
+			  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+			  "  'sent', 'Sending', now(), 1, now())"
+			  " RETURNING id",
+			  13, argtypes);
+	rc = SPI_execute_plan(plan, args, nulls, false, 0);
+	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "could not record message in partoo.messages: %s",
+			 SPI_result_code_string(rc));
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									 SPI_tuptable->tupdesc, 1, &isnull));
+	partoo_store_end(&sc);
+	return id;
+}
+
+/*
+ * The account a message with Partoo id partoo_id was sent with.  *found
+ * tells whether such a message is recorded here at all; the result is
+ * NULL for the default account.
+ */
+char *
+partoo_store_account_of(int64 partoo_id, bool *found)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	PartooStoreContext sc;
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *account = NULL;
+	int			rc;
+
+	args[0] = Int64GetDatum(partoo_id);
+	partoo_store_begin(&sc);
+	plan_once(&plan,
+			  "SELECT account FROM partoo.messages WHERE partoo_id = $1",
+			  1, argtypes);
+	rc = SPI_execute_plan(plan, args, NULL, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read partoo.messages: %s", SPI_result_code_string(rc));
+	*found = (SPI_processed > 0);
+	if (*found)
+		account = result_text(1, cxt);
+	partoo_store_end(&sc);
+	return account;
+}
+
+/* A retry of the message with Partoo id partoo_id was accepted */
+void
+partoo_store_retried(int64 partoo_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		args[1];
+	PartooStoreContext sc;
+	int			rc;
+
+	args[0] = Int64GetDatum(partoo_id);
+	partoo_store_begin(&sc);
+	plan_once(&plan,
+			  "UPDATE partoo.messages"
+			  "   SET state = 'sent', partoo_status = 'Sending', status_at = now(),"
+			  "       attempts = attempts + 1, retry_requested_at = clock_timestamp(),"
+			  "       last_http_status = 200, last_error = NULL, updated_at = now()"
+			  " WHERE partoo_id = $1",
+			  1, argtypes);
+	rc = SPI_execute_plan(plan, args, NULL, false, 0);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not update partoo.messages: %s", SPI_result_code_string(rc));
+	partoo_store_end(&sc);
+}
+
+/*
+ * Insert a queued message and its outbox row in the caller's transaction.
+ * With an idempotency key already used for the same account, nothing is
+ * inserted and the first message's id is returned.
+ */
+int64
+partoo_store_enqueue(PartooMessageInput *in, const char *idempotency_key,
+					 bool has_send_at, TimestampTz send_at)
+{
+	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plan_existing = NULL;
+	Oid			argtypes[14] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
+		BYTEAOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID,
+	TEXTOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		args[14];
+	char		nulls[15];
+	PartooStoreContext sc;
+	int			rc;
+	bool		isnull;
+	int64		id;
+
+	memset(nulls, ' ', sizeof(nulls));
+	nulls[14] = '\0';
+	args[0] = cstring_or_null(in->account, nulls, 0);
+	args[1] = Int64GetDatum(in->conversation_id);
+	args[2] = CStringGetTextDatum(in->content_type);
+	args[3] = text_or_null(in->content, nulls, 3);
+	args[4] = text_or_null(in->url, nulls, 4);
+	args[5] = text_or_null((text *) in->image, nulls, 5);
+	args[6] = text_or_null(in->filename, nulls, 6);
+	args[7] = cstring_or_null(in->channel, nulls, 7);
+	args[8] = in->has_metadata ? in->metadata : (Datum) 0;
+	if (!in->has_metadata)
+		nulls[8] = 'n';
+	args[9] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	args[10] = TimestampTzGetDatum(in->created_at);
+	args[11] = cstring_or_null(idempotency_key, nulls, 11);
+	args[12] = TimestampTzGetDatum(send_at);
+	if (!has_send_at)
+		nulls[12] = 'n';
+	args[13] = CStringGetTextDatum(in->account ? in->account : "");
+
+	partoo_store_begin(&sc);
+	plan_once(&plan,
+			  "WITH m AS ("
+			  "  INSERT INTO partoo.messages"
+			  "   (account, conversation_id, content_type, content, url, image,"
+			  "    filename, channel, metadata, created_by, created_at,"
+			  "    idempotency_key, send_at, state)"
+			  "  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued')"
+			  "  ON CONFLICT ((coalesce(account, '')), idempotency_key)"
+			  "    WHERE idempotency_key IS NOT NULL DO NOTHING"
+			  "  RETURNING id),"
+			  " o AS ("
+			  "  INSERT INTO partoo.outbox (message_id, account, run_at)"
+			  "  SELECT id, $14, coalesce($13, now()) FROM m)"
+			  " SELECT id FROM m",
+			  14, argtypes);
+	rc = SPI_execute_plan(plan, args, nulls, false, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not queue message: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+	{
+		Oid			types2[2] = {TEXTOID, TEXTOID};
+		Datum		args2[2];
+
+		/* the idempotency key was used before: return that message */
+		args2[0] = args[13];
+		args2[1] = args[11];
+		plan_once(&plan_existing,
+				  "SELECT id FROM partoo.messages"
+				  " WHERE coalesce(account, '') = $1 AND idempotency_key = $2",
+				  2, types2);
+		rc = SPI_execute_plan(plan_existing, args2, NULL, false, 1);
+		if (rc != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not find message with idempotency key");
+	}
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									 SPI_tuptable->tupdesc, 1, &isnull));
+	partoo_store_end(&sc);
+	return id;
+}

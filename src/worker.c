@@ -1,0 +1,1162 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The partoo background worker: drains partoo.outbox through the
+ *		HTTP client, paced per account, and records what happened.
+ *
+ * One worker per database listed in partoo.database.  Its loop follows
+ * worker_spi: wait on the latch (and here, on libcurl's sockets through
+ * http.c), reset it, reload settings on SIGHUP, then do the work in short
+ * transactions.  A transaction either records finished requests, or
+ * claims new rows, or both; HTTP happens only between transactions, so no
+ * transaction or row lock is ever held while waiting for the network.
+ *
+ * Pipeline: the worker claims again as soon as half its in-flight slots
+ * are free, so one slow request never holds up the rest; it sleeps only
+ * when nothing is due (until the earliest run_at, or until
+ * partoo_enqueue's commit sets the latch) or when every account with due
+ * rows is out of tokens (until the first one has some again).
+ *
+ * Outcomes are row data, never errors: 2xx -> sent; 429 -> the account is
+ * paused for Retry-After and the row waits, without counting an attempt;
+ * 400/401/403/404/415... -> rejected; anything else -> retried with
+ * exponential backoff and full jitter until partoo.max_attempts, then
+ * dead.  An ERROR inside the loop is caught, logged and reported in
+ * partoo.worker_status(); the loop goes on.  A batch whose recording fails
+ * is recorded row by row so that one poison row cannot stop the others.
+ *
+ * Memory: jobs and requests are malloc'd (they live across transactions)
+ * and freed once recorded; everything palloc'd in an iteration lives in a
+ * loop context reset at the top of each iteration.
+ *
+ * src/worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "partoo.h"
+
+#include <time.h>
+
+#include "access/xact.h"
+#include "common/hashfn.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#define RECORD_DELAY_MS 20		/* longest a finished request waits to be
+								 * recorded while others are in flight */
+#define NEVER INT64_MAX
+
+typedef struct WorkerAccount
+{
+	char		name[NAMEDATALEN];	/* hash key; "" is the default account */
+	char	   *api_key;		/* malloc'd */
+	char	   *base_url;		/* malloc'd */
+	int			rpm;
+	PartooRateLimiter *rl;
+	bool		present;		/* seen in the last reload */
+	int			reserved;		/* tokens taken for the current claim */
+	int			used;			/* of those, used by claimed rows */
+} WorkerAccount;
+
+typedef struct Job
+{
+	int64		outbox_id;
+	int64		message_id;
+	bool		is_retry;
+	int			attempts;		/* outbox attempts before this one */
+	char		account[NAMEDATALEN];
+	PartooHttpRequest *req;
+	int			inflight_index;
+	int64		done_ms;
+	/* outcome */
+	const char *state;
+	bool		final;
+	int64		delay_ms;
+	int			new_attempts;
+	int			counted;
+	bool		has_pid;
+	int64		pid;
+	long		http;
+	char		err[600];
+} Job;
+
+static volatile sig_atomic_t got_sigterm = false;
+static PartooWorkerSlot *slot = NULL;
+static HTAB *accounts = NULL;
+static uint32 accounts_generation = 0;
+static bool accounts_loaded = false;
+static Job **inflight = NULL;	/* jobs whose request is in flight */
+static int	ninflight = 0;
+static Job **results = NULL;	/* finished jobs not yet recorded */
+static int	nresults = 0;
+static Job **fresh = NULL;		/* claimed in the current transaction */
+static int	nfresh = 0;
+static int	jobs_cap = 0;
+
+static int64
+now_ms(void)
+{
+	return partoo_monotonic_us() / 1000;
+}
+
+static void
+handle_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void *
+xmalloc0(size_t n)
+{
+	void	   *p = calloc(1, n);
+
+	if (p == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	return p;
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char	   *p;
+
+	if (s == NULL)
+		return NULL;
+	p = strdup(s);
+	if (p == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	return p;
+}
+
+static void
+free_job(Job *job)
+{
+	if (job == NULL)
+		return;
+	partoo_http_request_free(job->req);
+	free(job);
+}
+
+/* Make room for cap jobs in each list; the lists never hold more */
+static void
+ensure_job_lists(int cap)
+{
+	if (cap <= jobs_cap)
+		return;
+	inflight = realloc(inflight, sizeof(Job *) * cap);
+	results = realloc(results, sizeof(Job *) * cap);
+	fresh = realloc(fresh, sizeof(Job *) * cap);
+	if (!inflight || !results || !fresh)
+		ereport(FATAL,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	jobs_cap = cap;
+}
+
+static void
+begin_txn(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_txn(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * Accounts
+ * ---------------------------------------------------------------------
+ */
+
+static WorkerAccount *
+account_get(const char *name, bool create)
+{
+	bool		found;
+	WorkerAccount *a;
+	char		key[NAMEDATALEN];
+
+	memset(key, 0, sizeof(key));
+	strlcpy(key, name, sizeof(key));
+	a = hash_search(accounts, key, create ? HASH_ENTER : HASH_FIND, &found);
+	if (a != NULL && create && !found)
+	{
+		a->api_key = NULL;
+		a->base_url = NULL;
+		a->rpm = -1;
+		a->rl = NULL;
+		a->present = false;
+	}
+	return a;
+}
+
+static void
+account_set(WorkerAccount *a, const char *key, const char *base_url, int rpm)
+{
+	int64		now = now_ms();
+
+	free(a->api_key);
+	free(a->base_url);
+	a->api_key = NULL;
+	a->base_url = NULL;
+	a->api_key = xstrdup(key ? key : "");
+	a->base_url = xstrdup(base_url ? base_url : partoo_base_url);
+	if (a->rl == NULL)
+	{
+		a->rl = partoo_ratelimit_create(rpm, 0, now);
+		if (a->rl == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+	}
+	else if (a->rpm != rpm)
+		partoo_ratelimit_configure(a->rl, rpm, 0, now);
+	a->rpm = rpm;
+	a->present = true;
+}
+
+static void
+load_account_cb(const char *name, const char *key, const char *base_url,
+				int rpm, void *arg)
+{
+	account_set(account_get(name, true), key, base_url, rpm);
+}
+
+/* Reload partoo.accounts and the default account from the settings */
+static void
+reload_accounts(void)
+{
+	HASH_SEQ_STATUS seq;
+	WorkerAccount *a;
+	uint32		gen;
+
+	SpinLockAcquire(&slot->mutex);
+	gen = slot->accounts_generation;
+	SpinLockRelease(&slot->mutex);
+
+	hash_seq_init(&seq, accounts);
+	while ((a = hash_seq_search(&seq)) != NULL)
+		a->present = false;
+
+	account_set(account_get("", true), partoo_api_key, partoo_base_url,
+				partoo_requests_per_minute);
+	partoo_outbox_load_accounts(load_account_cb, NULL);
+
+	/* forget accounts that are gone (no job points into the hash) */
+	hash_seq_init(&seq, accounts);
+	while ((a = hash_seq_search(&seq)) != NULL)
+	{
+		if (a->present)
+			continue;
+		free(a->api_key);
+		free(a->base_url);
+		partoo_ratelimit_free(a->rl);
+		hash_search(accounts, a->name, HASH_REMOVE, NULL);
+	}
+	accounts_generation = gen;
+	accounts_loaded = true;
+}
+
+static bool
+accounts_changed(void)
+{
+	uint32		gen;
+
+	SpinLockAcquire(&slot->mutex);
+	gen = slot->accounts_generation;
+	SpinLockRelease(&slot->mutex);
+	return !accounts_loaded || gen != accounts_generation;
+}
+
+/* ---------------------------------------------------------------------
+ * Outcomes
+ * ---------------------------------------------------------------------
+ */
+
+static void
+set_outcome(Job *job, const char *state, bool final, int64 delay_ms,
+			int new_attempts, int counted, long http, const char *fmt,...)
+	pg_attribute_printf(8, 9);
+
+static void
+set_outcome(Job *job, const char *state, bool final, int64 delay_ms,
+			int new_attempts, int counted, long http, const char *fmt,...)
+{
+	job->state = state;
+	job->final = final;
+	job->delay_ms = delay_ms;
+	job->new_attempts = new_attempts;
+	job->counted = counted;
+	job->http = http;
+	job->err[0] = '\0';
+	if (fmt != NULL)
+	{
+		va_list		ap;
+
+		va_start(ap, fmt);
+		vsnprintf(job->err, sizeof(job->err), fmt, ap);
+		va_end(ap);
+	}
+}
+
+/* A failure that may succeed later: back off, or give up at max_attempts */
+static void
+retry_later(Job *job, long http, const char *what)
+{
+	int			attempts = job->attempts + 1;
+
+	if (attempts >= partoo_max_attempts)
+	{
+		set_outcome(job, "dead", true, 0, attempts, 1, http,
+					"%s (attempt %d of %d)", what, attempts, partoo_max_attempts);
+		slot->dead++;
+		return;
+	}
+	set_outcome(job, "queued", false,
+				partoo_backoff_ms(attempts, partoo_retry_base_ms,
+								  partoo_retry_max_ms,
+								  pg_prng_uint64(&pg_global_prng_state)),
+				attempts, 1, http, "%s (attempt %d of %d)", what, attempts,
+				partoo_max_attempts);
+	slot->failed++;
+}
+
+/* Turn a finished request into its job's outcome, and free the request */
+static void
+classify(Job *job)
+{
+	PartooHttpRequest *req = job->req;
+	PartooApiResult res;
+	char		what[520];
+	const char *body;
+
+	partoo_parse_api_response(req->status, req->resp, req->resp_len, &res);
+	body = res.error_text ? res.error_text :
+		(req->resp_len > 0 ? req->resp : "(empty body)");
+	if (req->status == 0)
+		snprintf(what, sizeof(what), "%s", req->errbuf[0] ? req->errbuf : "transport failure");
+	else
+		snprintf(what, sizeof(what), "HTTP %ld: %.480s", req->status, body);
+
+	if (req->too_large)
+		retry_later(job, req->status, "response body over the size limit");
+	else
+	{
+		switch (partoo_classify_status(req->status))
+		{
+			case PARTOO_FC_OK:
+				if (job->is_retry)
+				{
+					set_outcome(job, "sent", true, 0, job->attempts, 1, req->status, NULL);
+					slot->retried++;
+				}
+				else
+				{
+					set_outcome(job, "sent", true, 0, job->attempts, 1, req->status,
+								res.has_message_id ? NULL :
+								"Partoo answered without a message_id");
+					job->has_pid = res.has_message_id;
+					job->pid = res.message_id;
+					slot->sent++;
+				}
+				break;
+			case PARTOO_FC_RATE_LIMITED:
+				{
+					long		secs = partoo_parse_retry_after(req->retry_after,
+																(int64) time(NULL));
+					WorkerAccount *a = account_get(job->account, false);
+
+					if (secs < 1)
+						secs = 1;
+					if (a != NULL)
+						partoo_ratelimit_pause_until(a->rl, now_ms() + secs * 1000);
+					set_outcome(job, "queued", false, secs * 1000, job->attempts, 0,
+								req->status, "%s (account paused for %ld s)", what, secs);
+					slot->rate_limited++;
+				}
+				break;
+			case PARTOO_FC_REJECTED:
+				set_outcome(job, "rejected", true, 0, job->attempts + 1, 1,
+							req->status, "%s", what);
+				slot->rejected++;
+				break;
+			case PARTOO_FC_RETRYABLE:
+				retry_later(job, req->status, what);
+				break;
+		}
+	}
+	partoo_api_result_free(&res);
+	partoo_http_request_free(req);
+	job->req = NULL;
+}
+
+static void
+add_result(Job *job)
+{
+	job->done_ms = now_ms();
+	results[nresults++] = job;
+}
+
+/* Take finished requests from the HTTP client */
+static void
+collect(void)
+{
+	PartooHttpRequest *req;
+
+	while ((req = partoo_http_next_done()) != NULL)
+	{
+		Job		   *job = (Job *) req->user;
+		int			i = job->inflight_index;
+
+		/* swap-remove from the in-flight list */
+		inflight[i] = inflight[--ninflight];
+		inflight[i]->inflight_index = i;
+		classify(job);
+		add_result(job);
+	}
+}
+
+/*
+ * Write the outcomes of jobs[0..n) in one statement.  Strings are made
+ * safe for the database encoding first.
+ */
+static void
+record_jobs(Job **jobs, int n)
+{
+	Datum	   *oid = palloc(sizeof(Datum) * n);
+	Datum	   *mid = palloc(sizeof(Datum) * n);
+	Datum	   *state = palloc(sizeof(Datum) * n);
+	Datum	   *final = palloc(sizeof(Datum) * n);
+	Datum	   *delay = palloc(sizeof(Datum) * n);
+	Datum	   *attempts = palloc(sizeof(Datum) * n);
+	Datum	   *counted = palloc(sizeof(Datum) * n);
+	Datum	   *pid = palloc(sizeof(Datum) * n);
+	bool	   *pid_null = palloc(sizeof(bool) * n);
+	Datum	   *http = palloc(sizeof(Datum) * n);
+	bool	   *http_null = palloc(sizeof(bool) * n);
+	Datum	   *err = palloc(sizeof(Datum) * n);
+	bool	   *err_null = palloc(sizeof(bool) * n);
+	Datum	   *is_retry = palloc(sizeof(Datum) * n);
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		Job		   *j = jobs[i];
+
+		oid[i] = Int64GetDatum(j->outbox_id);
+		mid[i] = Int64GetDatum(j->message_id);
+		state[i] = CStringGetTextDatum(j->state);
+		final[i] = BoolGetDatum(j->final);
+		delay[i] = Int64GetDatum(j->delay_ms);
+		attempts[i] = Int32GetDatum(j->new_attempts);
+		counted[i] = Int32GetDatum(j->counted);
+		pid[i] = Int64GetDatum(j->pid);
+		pid_null[i] = !j->has_pid;
+		http[i] = Int32GetDatum((int32) j->http);
+		http_null[i] = (j->http == 0);
+		err[i] = CStringGetTextDatum(partoo_printable(j->err, strlen(j->err), 512));
+		err_null[i] = (j->err[0] == '\0');
+		is_retry[i] = BoolGetDatum(j->is_retry);
+	}
+	partoo_outbox_record(n, oid, mid, state, final, delay, attempts, counted,
+						 pid, pid_null, http, http_null, err, err_null,
+						 is_retry);
+}
+
+/*
+ * Record every finished job, in a subtransaction; if the batch fails,
+ * record job by job, and a job that cannot be recorded becomes dead with
+ * the reason (failing that, it stays leased and comes back later).
+ * Frees the jobs.
+ */
+static int64
+record_results(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool batch_ok = false;
+	volatile int i;
+	volatile int64 soonest = NEVER;
+
+	if (nresults == 0)
+		return NEVER;
+	pgstat_report_activity(STATE_RUNNING, "recording outcomes");
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		record_jobs(results, nresults);
+		ReleaseCurrentSubTransaction();
+		batch_ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		CurrentResourceOwner = owner;
+		ereport(LOG,
+				(errmsg("partoo worker could not record a batch of %d outcomes, recording them one by one: %s",
+						nresults, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+
+	for (i = 0; !batch_ok && i < nresults; i++)
+	{
+		Job		   *job = results[i];
+		volatile int tries;
+
+		for (tries = 0; tries < 2; tries++)
+		{
+			volatile bool ok = false;
+
+			BeginInternalSubTransaction(NULL);
+			PG_TRY();
+			{
+				record_jobs(&job, 1);
+				ReleaseCurrentSubTransaction();
+				ok = true;
+			}
+			PG_CATCH();
+			{
+				ErrorData  *edata;
+
+				MemoryContextSwitchTo(cxt);
+				edata = CopyErrorData();
+				FlushErrorState();
+				RollbackAndReleaseCurrentSubTransaction();
+				CurrentResourceOwner = owner;
+				ereport(LOG,
+						(errmsg("partoo worker could not record the outcome of message %lld: %s",
+								(long long) job->message_id, edata->message)));
+				/* second try: mark it dead with the reason */
+				set_outcome(job, "dead", true, 0, job->new_attempts, 0, job->http,
+							"could not record outcome: %.500s", edata->message);
+				job->has_pid = false;
+				FreeErrorData(edata);
+			}
+			PG_END_TRY();
+			MemoryContextSwitchTo(cxt);
+			CurrentResourceOwner = owner;
+			if (ok)
+				break;
+		}
+	}
+
+	for (i = 0; i < nresults; i++)
+	{
+		if (!results[i]->final)
+			soonest = Min(soonest, results[i]->delay_ms);
+		free_job(results[i]);
+	}
+	nresults = 0;
+	return soonest;
+}
+
+/* ---------------------------------------------------------------------
+ * Claims
+ * ---------------------------------------------------------------------
+ */
+
+/* text in the server encoding as UTF-8, or NULL */
+static const char *
+utf8_or_null(HeapTuple t, TupleDesc d, int col)
+{
+	char	   *s = SPI_getvalue(t, d, col);
+
+	if (s == NULL)
+		return NULL;
+	return pg_server_to_any(s, strlen(s), PG_UTF8);
+}
+
+/*
+ * Turn a claimed row into a job with its request ready to start, or with
+ * its outcome already known (an account that no longer exists, a message
+ * that cannot be built).
+ */
+static Job *
+make_job(HeapTuple t, TupleDesc d)
+{
+	Job		   *job = xmalloc0(sizeof(Job));
+	bool		isnull;
+	char	   *action;
+	char	   *account;
+	WorkerAccount *a;
+	PartooBody	body;
+	char		path[64];
+
+	fresh[nfresh++] = job;		/* freed by the caller's error path */
+	job->outbox_id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
+	job->message_id = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
+	action = SPI_getvalue(t, d, 3);
+	job->is_retry = (strcmp(action, "retry") == 0);
+	account = SPI_getvalue(t, d, 4);
+	strlcpy(job->account, account, sizeof(job->account));
+	job->attempts = DatumGetInt32(SPI_getbinval(t, d, 5, &isnull));
+
+	if (!DatumGetBool(SPI_getbinval(t, d, 6, &isnull)))
+	{
+		set_outcome(job, "dead", true, 0, job->attempts, 0, 0,
+					"message row no longer exists");
+		return job;
+	}
+
+	a = account_get(job->account, false);
+	if (a == NULL || (a->name[0] == '\0' && a->api_key[0] == '\0'))
+	{
+		retry_later(job, 0, a == NULL ?
+					"account does not exist in partoo.accounts" :
+					"partoo.api_key is not set");
+		return job;
+	}
+
+	if (job->is_retry)
+	{
+		Datum		pid = SPI_getbinval(t, d, 15, &isnull);
+
+		if (isnull)
+		{
+			set_outcome(job, "rejected", true, 0, job->attempts, 0, 0,
+						"cannot retry a message that has no Partoo message_id");
+			return job;
+		}
+		partoo_path_retry(DatumGetInt64(pid), path, sizeof(path));
+		memset(&body, 0, sizeof(body));
+	}
+	else
+	{
+		PartooMessage m;
+		bytea	   *image = NULL;
+		Datum		created;
+		char		date[PARTOO_DATE_BUFLEN];
+		Datum		img;
+
+		memset(&m, 0, sizeof(m));
+		m.conversation_id = DatumGetInt64(SPI_getbinval(t, d, 7, &isnull));
+		m.content_type = partoo_content_type_from_name(SPI_getvalue(t, d, 8));
+		m.content = utf8_or_null(t, d, 9);
+		m.url = utf8_or_null(t, d, 10);
+		img = SPI_getbinval(t, d, 11, &isnull);
+		if (!isnull)
+		{
+			image = DatumGetByteaPP(img);
+			m.image = (const unsigned char *) VARDATA_ANY(image);
+			m.image_len = VARSIZE_ANY_EXHDR(image);
+		}
+		m.filename = utf8_or_null(t, d, 12);
+		m.channel = partoo_channel_from_name(SPI_getvalue(t, d, 13));
+		created = SPI_getbinval(t, d, 14, &isnull);
+		partoo_format_date(DatumGetTimestampTz(created) +
+						   ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY,
+						   date);
+		m.date = date;
+		partoo_path_send(path, sizeof(path));
+		if (partoo_build_send_body(&m, &body) != 0)
+		{
+			set_outcome(job, "rejected", true, 0, job->attempts, 0, 0,
+						"the stored message is not valid and cannot be sent");
+			return job;
+		}
+	}
+
+	job->req = partoo_http_request_new(a->base_url, path, a->api_key, &body);
+	if (job->req == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	job->req->user = job;
+	return job;
+}
+
+/*
+ * Claim up to limit rows in the current transaction, taking rate-limit
+ * tokens for them.  Returns the number claimed; *next_ms gets how long
+ * until a claim may find more (0: at once, NEVER: only on a wake-up).
+ */
+static int
+claim(int limit, int64 *next_ms)
+{
+	HASH_SEQ_STATUS seq;
+	WorkerAccount *a;
+	long		nacc = hash_get_num_entries(accounts);
+	Datum	   *blocked = palloc(sizeof(Datum) * (nacc + 1));
+	Datum	   *names = palloc(sizeof(Datum) * (nacc + 1));
+	Datum	   *quotas = palloc(sizeof(Datum) * (nacc + 1));
+	int			nblocked = 0;
+	int			nnames = 0;
+	int64		now = now_ms();
+	int64		token_wait = NEVER;
+	uint64		n;
+	uint64		i;
+	StringInfoData paused;
+
+	initStringInfo(&paused);
+	pgstat_report_activity(STATE_RUNNING, "claiming outbox rows");
+
+	/* reserve tokens: each account may take what its bucket holds now */
+	hash_seq_init(&seq, accounts);
+	while ((a = hash_seq_search(&seq)) != NULL)
+	{
+		int64		paused_until = partoo_ratelimit_paused_until(a->rl);
+		int64		wait = 0;
+
+		a->reserved = 0;
+		a->used = 0;
+		if (paused_until > now)
+		{
+			appendStringInfo(&paused, "%s%s (%lld s)", paused.len ? ", " : "",
+							 a->name[0] ? a->name : "(default)",
+							 (long long) ((paused_until - now + 999) / 1000));
+			wait = paused_until - now;
+		}
+		else if (a->rpm == 0)
+			a->reserved = limit;
+		else
+		{
+			while (a->reserved < limit &&
+				   (wait = partoo_ratelimit_acquire(a->rl, now)) == 0)
+				a->reserved++;
+		}
+		if (a->reserved == 0)
+		{
+			blocked[nblocked++] = CStringGetTextDatum(a->name);
+			token_wait = Min(token_wait, Max(wait, 1));
+		}
+		else
+		{
+			names[nnames] = CStringGetTextDatum(a->name);
+			quotas[nnames++] = Int32GetDatum(a->reserved);
+		}
+	}
+	SpinLockAcquire(&slot->mutex);
+	strlcpy(slot->paused, paused.data, sizeof(slot->paused));
+	SpinLockRelease(&slot->mutex);
+
+	n = partoo_outbox_claim(limit, blocked, nblocked, names, quotas, nnames,
+							0, partoo_lease_s);
+	ensure_job_lists(ninflight + nresults + (int) n + 1);
+	for (i = 0; i < n; i++)
+	{
+		Job		   *job = make_job(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+
+		a = account_get(job->account, false);
+		if (a != NULL)
+			a->used++;
+	}
+
+	/* give back the tokens not used; exhausted accounts are blocked now */
+	nblocked = 0;
+	hash_seq_init(&seq, accounts);
+	while ((a = hash_seq_search(&seq)) != NULL)
+	{
+		if (a->rpm > 0)
+		{
+			while (a->reserved > a->used)
+			{
+				partoo_ratelimit_release(a->rl, now);
+				a->reserved--;
+			}
+		}
+		if (a->reserved == 0 || (a->rpm > 0 && a->used == a->reserved))
+			blocked[nblocked++] = CStringGetTextDatum(a->name);
+	}
+
+	if ((int) n >= limit)
+		*next_ms = 0;
+	else
+	{
+		int64		due = partoo_outbox_next_due_ms(blocked, nblocked);
+
+		*next_ms = (due < 0) ? NEVER : due;
+		if (nblocked > 0)
+		{
+			/* an exhausted account gets tokens back within this */
+			int64		soonest = token_wait;
+
+			hash_seq_init(&seq, accounts);
+			while ((a = hash_seq_search(&seq)) != NULL)
+			{
+				if (a->rpm > 0 && a->used > 0 && a->used == a->reserved)
+				{
+					int64		w = partoo_ratelimit_acquire(a->rl, now);
+
+					if (w == 0)
+					{
+						partoo_ratelimit_release(a->rl, now);
+						w = 1;
+					}
+					soonest = Min(soonest, w);
+				}
+			}
+			*next_ms = Min(*next_ms, soonest);
+		}
+	}
+	return (int) n;
+}
+
+/* Start the requests of freshly claimed jobs (after their commit) */
+static void
+start_fresh(void)
+{
+	int			i;
+
+	for (i = 0; i < nfresh; i++)
+	{
+		Job		   *job = fresh[i];
+
+		if (job->req == NULL)
+		{
+			add_result(job);	/* outcome known without a request */
+			continue;
+		}
+		job->inflight_index = ninflight;
+		inflight[ninflight++] = job;
+		partoo_http_start(job->req, partoo_timeout_ms, partoo_connect_timeout_ms);
+	}
+	nfresh = 0;
+}
+
+static void
+discard_fresh(void)
+{
+	int			i;
+
+	for (i = 0; i < nfresh; i++)
+		free_job(fresh[i]);
+	nfresh = 0;
+}
+
+/* ---------------------------------------------------------------------
+ * The loop
+ * ---------------------------------------------------------------------
+ */
+
+static void
+clear_slot(int code, Datum arg)
+{
+	if (slot == NULL)
+		return;
+	SpinLockAcquire(&slot->mutex);
+	slot->pid = 0;
+	slot->latch = NULL;
+	slot->in_flight = 0;
+	SpinLockRelease(&slot->mutex);
+}
+
+static void
+report_error(void)
+{
+	ErrorData  *edata;
+
+	edata = CopyErrorData();
+	FlushErrorState();
+	SpinLockAcquire(&slot->mutex);
+	strlcpy(slot->last_error, edata->message ? edata->message : "", sizeof(slot->last_error));
+	slot->last_error_at = GetCurrentTimestamp();
+	SpinLockRelease(&slot->mutex);
+	ereport(LOG,
+			(errmsg("partoo worker caught an error and continues: %s",
+					edata->message ? edata->message : "")));
+	FreeErrorData(edata);
+}
+
+/*
+ * Wait until another partoo worker for this database is gone (a restart
+ * racing with its predecessor); the lock is session-level and dies with
+ * the process.
+ */
+static bool
+take_database_lock(void)
+{
+	int			rc;
+	bool		isnull;
+
+	rc = SPI_execute("SELECT pg_catalog.pg_try_advisory_lock(-7306514891325683221)",
+					 false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not take the partoo worker lock");
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+void
+partoo_worker_main(Datum main_arg)
+{
+	int			index = DatumGetInt32(main_arg);
+	MemoryContext loop_cxt;
+	HASHCTL		ctl;
+	volatile bool ready = false;
+	volatile bool locked = false;
+	volatile int64 next_claim_at = 0;
+	int64		shutdown_deadline;
+
+	slot = partoo_slot(index);
+	if (slot == NULL)
+		ereport(FATAL,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("partoo worker started without shared memory")));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, handle_sigterm);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(slot->dbname, NULL, 0);
+	pgstat_report_appname("partoo worker");
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
+	SpinLockAcquire(&slot->mutex);
+	slot->pid = MyProcPid;
+	slot->latch = MyLatch;
+	slot->dboid = MyDatabaseId;
+	slot->in_flight = 0;
+	slot->started_at = GetCurrentTimestamp();
+	SpinLockRelease(&slot->mutex);
+	before_shmem_exit(clear_slot, (Datum) 0);
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "partoo worker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = NAMEDATALEN;
+	ctl.entrysize = sizeof(WorkerAccount);
+	accounts = hash_create("partoo accounts", 64, &ctl, HASH_ELEM | HASH_STRINGS);
+	ensure_job_lists(Max(partoo_max_in_flight, partoo_batch_size) * 2 + 16);
+
+	ereport(LOG,
+			(errmsg("partoo worker started for database \"%s\"", slot->dbname)));
+
+	while (!got_sigterm)
+	{
+		volatile long timeout = -1;
+		int			rc;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			accounts_loaded = false;	/* the default account may change */
+			next_claim_at = 0;
+		}
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+
+		PG_TRY();
+		{
+			int64		now = now_ms();
+			bool		need_record;
+			bool		can_claim;
+
+			if (!ready)
+			{
+				begin_txn("starting");
+				ready = partoo_outbox_ready();
+				if (ready && !locked)
+				{
+					locked = take_database_lock();
+					if (!locked)
+						ready = false;
+				}
+				if (ready)
+				{
+					uint64		n = partoo_outbox_recover();
+
+					if (n > 0)
+						ereport(LOG,
+								(errmsg("partoo worker made %llu rows leased by a previous worker due again",
+										(unsigned long long) n)));
+				}
+				end_txn();
+				if (!ready)
+					timeout = 10000;	/* CREATE EXTENSION partoo not run yet */
+			}
+
+			if (ready)
+			{
+				collect();
+				need_record = nresults > 0 &&
+					(ninflight == 0 ||
+					 nresults >= Max(1, partoo_max_in_flight / 4) ||
+					 now - results[0]->done_ms >= RECORD_DELAY_MS);
+				can_claim = ninflight <= partoo_max_in_flight / 2 &&
+					now >= next_claim_at;
+
+				if (need_record || can_claim || accounts_changed())
+				{
+					begin_txn("partoo worker");
+					if (accounts_changed())
+						reload_accounts();
+					if (need_record)
+					{
+						int64		soonest = record_results();
+
+						/* a row put back for a later attempt is due then */
+						if (soonest != NEVER)
+							next_claim_at = Min(next_claim_at, now + soonest);
+					}
+					if (can_claim)
+					{
+						int64		next_ms;
+						int			limit = Min(partoo_batch_size,
+												partoo_max_in_flight - ninflight);
+
+						(void) claim(limit, &next_ms);
+						next_claim_at = (next_ms == NEVER) ? NEVER : now + next_ms;
+					}
+					end_txn();
+					start_fresh();
+				}
+
+				/* how long may we sleep? */
+				if (nresults > 0)
+					timeout = Max(0, results[0]->done_ms + RECORD_DELAY_MS - now_ms());
+				if (ninflight <= partoo_max_in_flight / 2 && next_claim_at != NEVER)
+				{
+					long		t = (long) Max(0, next_claim_at - now_ms());
+
+					timeout = (timeout < 0) ? t : Min(timeout, t);
+				}
+			}
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(loop_cxt);
+			report_error();
+			AbortOutOfAnyTransaction();
+			discard_fresh();
+			pgstat_report_activity(STATE_IDLE, NULL);
+			timeout = 1000;
+			next_claim_at = 0;
+		}
+		PG_END_TRY();
+
+		SpinLockAcquire(&slot->mutex);
+		slot->in_flight = ninflight;
+		slot->loops++;
+		SpinLockRelease(&slot->mutex);
+
+		rc = partoo_http_wait(timeout);
+		if (rc & PARTOO_WAKE_LATCH)
+		{
+			ResetLatch(MyLatch);
+			next_claim_at = 0;	/* an enqueue committed, or a signal */
+		}
+	}
+
+	/*
+	 * SIGTERM: claim nothing more, give requests in flight a bounded time,
+	 * record what finished.  Requests still running are abandoned; their
+	 * rows stay leased and the next worker makes them due again.
+	 */
+	shutdown_deadline = now_ms() + partoo_shutdown_timeout_ms;
+	while (ninflight > 0 && now_ms() < shutdown_deadline)
+	{
+		int			rc = partoo_http_wait((long) (shutdown_deadline - now_ms()));
+
+		if (rc & PARTOO_WAKE_LATCH)
+			ResetLatch(MyLatch);
+		collect();
+	}
+	while (ninflight > 0)
+	{
+		Job		   *job = inflight[--ninflight];
+
+		free_job(job);
+	}
+	if (nresults > 0)
+	{
+		PG_TRY();
+		{
+			begin_txn("recording outcomes before exit");
+			(void) record_results();
+			end_txn();
+		}
+		PG_CATCH();
+		{
+			report_error();
+			AbortOutOfAnyTransaction();
+		}
+		PG_END_TRY();
+	}
+	ereport(LOG,
+			(errmsg("partoo worker for database \"%s\" stopped", slot->dbname)));
+	proc_exit(1);				/* restarted after bgw_restart_time if the
+								 * server keeps running */
+}
+
+/*
+ * Register one worker per database of partoo.database; called from
+ * _PG_init while preloading.
+ */
+void
+partoo_worker_register(void)
+{
+	char	   *rawstring = pstrdup(partoo_databases ? partoo_databases : "");
+	List	   *names = NIL;
+	int			i;
+
+	if (!SplitIdentifierString(rawstring, ',', &names))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid list syntax in parameter \"partoo.database\"")));
+	if (list_length(names) > PARTOO_MAX_WORKERS)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("partoo.database names %d databases, more than the limit of %d",
+						list_length(names), PARTOO_MAX_WORKERS)));
+
+	partoo_shmem_init(list_length(names));
+	partoo_worker_names = names;
+	for (i = 0; i < list_length(names); i++)
+	{
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 5;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "partoo");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "partoo_worker_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "partoo worker");
+		snprintf(worker.bgw_type, BGW_MAXLEN, "partoo worker");
+		worker.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&worker);
+	}
+}

@@ -1,0 +1,142 @@
+#!/bin/bash
+# test/run-all.sh: the whole partoo test suite.
+#
+# Run as root on a Debian machine (it installs what it needs, builds and
+# installs the extension, then runs every test as the unprivileged user
+# partoo_test), or as a normal user once the extension is installed.
+#
+#   sudo test/run-all.sh            everything
+#   sudo test/run-all.sh regress    only some stages: unit mock regress tap
+#
+# The last line is "N passed, N failed"; the exit status is non-zero when
+# anything failed.
+set -u
+repo=$(cd "$(dirname "$0")/.." && pwd)
+. "$repo/test/lib.sh"
+STAGES=${*:-unit mock regress tap}
+
+if [ "$(id -u)" = 0 ] && [ -z "${PARTOO_AS_TEST_USER:-}" ]; then
+	partoo_install_packages || { echo "could not install packages"; echo "0 passed, 1 failed"; exit 1; }
+	partoo_log "building and installing the extension"
+	if ! (cd "$repo" && make -s clean >/dev/null && make -s ${PG_CFLAGS:+PG_CFLAGS="$PG_CFLAGS"} >/dev/null && make -s install >/dev/null); then
+		echo "build failed"; echo "0 passed, 1 failed"; exit 1
+	fi
+	partoo_ensure_test_user
+	work=$(mktemp -d /tmp/partoo-test.XXXXXX)
+	partoo_copy_tree "$repo" "$work/repo"
+	chown -R "$PARTOO_TEST_USER" "$work"
+	runuser -u "$PARTOO_TEST_USER" -- env PARTOO_AS_TEST_USER=1 PARTOO_WORK="$work" \
+		PATH="$PATH" bash "$work/repo/test/run-all.sh" $STAGES
+	rc=$?
+	[ -n "${PARTOO_KEEP:-}" ] || rm -rf "$work"
+	exit $rc
+fi
+
+# From here on: an unprivileged user, in a private copy of the tree.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+if [ -z "${PARTOO_WORK:-}" ]; then
+	PARTOO_WORK=$(mktemp -d /tmp/partoo-test.XXXXXX)
+	partoo_copy_tree "$repo" "$PARTOO_WORK/repo"
+fi
+W=$PARTOO_WORK
+cd "$W/repo" || exit 1
+BINDIR=$(partoo_bindir)
+PGXS_DIR=$(dirname "$(pg_config --pgxs)")/..
+export PATH="$BINDIR:$PATH"
+total_pass=0
+total_fail=0
+trap 'partoo_stop_mock' EXIT
+
+# record NAME PASSED FAILED
+record() {
+	printf '%-10s %5d passed, %d failed\n' "$1" "$2" "$3" >>"$W/summary"
+	total_pass=$((total_pass + $2))
+	total_fail=$((total_fail + $3))
+}
+
+# Read the "N passed, N failed" last line of a log into a record.
+record_summary_line() {
+	local name=$1 log=$2 rc=$3 line p f
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+	if [ -z "$line" ]; then
+		record "$name" 0 1
+		return
+	fi
+	p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
+	f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+	[ "$rc" != 0 ] && [ "$f" = 0 ] && f=1
+	record "$name" "$p" "$f"
+}
+
+stage_unit() {
+	partoo_log "unit tests of the protocol core"
+	make -s -C test/unit >"$W/unit.log" 2>&1
+	local rc=$?
+	cat "$W/unit.log"
+	record_summary_line unit "$W/unit.log" $rc
+}
+
+stage_mock() {
+	partoo_log "mock server self-test"
+	make -s -C test/mock >/dev/null 2>&1 || { record mock 0 1; return; }
+	bash test/mock/selftest.sh >"$W/mock.log" 2>&1
+	local rc=$?
+	tail -n 5 "$W/mock.log"
+	record_summary_line mock "$W/mock.log" $rc
+}
+
+stage_regress() {
+	partoo_log "pg_regress"
+	make -s -C test/mock >/dev/null 2>&1 || { record regress 0 1; return; }
+	partoo_start_mock "$W/repo" --api-key test-key --api-key other-key || { record regress 0 1; return; }
+	sed "s|@MOCK_URL@|$MOCK_URL|g" test/regress.conf.in >"$W/regress.conf"
+	export PARTOO_MOCK_URL=$MOCK_URL
+	local tests
+	tests=$(sed -n 's/^REGRESS = //p' Makefile)
+	"$PGXS_DIR/test/regress/pg_regress" \
+		--temp-instance="$W/tmp_check" --temp-config="$W/regress.conf" \
+		--inputdir=. --outputdir="$W/regress" --bindir="$BINDIR" \
+		--dbname=contrib_regression $tests >"$W/regress.log" 2>&1
+	local rc=$?
+	cat "$W/regress.log"
+	[ -f "$W/regress/regression.diffs" ] && head -n 200 "$W/regress/regression.diffs"
+	local p f
+	p=$(grep -cE '^(ok|test ).* ok( |$)|\.\.\. ok' "$W/regress.log")
+	f=$(grep -cE 'FAILED|failed \(ignored\)' "$W/regress.log")
+	[ "$rc" != 0 ] && [ "$f" = 0 ] && f=1
+	record regress "$p" "$f"
+	partoo_stop_mock
+}
+
+stage_tap() {
+	partoo_log "TAP tests"
+	make -s -C test/mock >/dev/null 2>&1 || { record tap 0 1; return; }
+	local t p=0 f=0 out rc
+	for t in test/t/*.pl; do
+		[ -e "$t" ] || continue
+		out="$W/$(basename "$t" .pl).tap"
+		PERL5LIB="$PGXS_DIR/test/perl:$W/repo/test/t" \
+			PG_REGRESS="$PGXS_DIR/test/regress/pg_regress" \
+			PARTOO_REPO="$W/repo" TESTDATADIR="$W/tap-data" TESTLOGDIR="$W/tap-log" \
+			perl "$t" >"$out" 2>&1
+		rc=$?
+		local tp tf
+		tp=$(grep -cE '^ok ' "$out")
+		tf=$(grep -cE '^not ok ' "$out")
+		[ "$rc" != 0 ] && [ "$tf" = 0 ] && tf=1
+		echo "$t: $tp passed, $tf failed"
+		[ "$tf" != 0 ] && { grep -E '^not ok|^#' "$out" | head -n 60; tail -n 20 "$out"; }
+		p=$((p + tp)); f=$((f + tf))
+	done
+	record tap "$p" "$f"
+}
+
+: >"$W/summary"
+for s in $STAGES; do
+	"stage_$s"
+done
+echo
+echo "== summary"
+cat "$W/summary"
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" = 0 ]
