@@ -21,7 +21,7 @@ SELECT * FROM partoo_test.try($$ SELECT partoo.retry_later(-1) $$);
 SELECT partoo_enqueue(429, 'rate limited') AS limited \gset
 SELECT partoo_test.wait_until($$ (SELECT last_http_status FROM partoo.messages WHERE id = $$ || :limited || $$) = 429 $$);
 SELECT state, attempts FROM partoo.messages WHERE id = :limited;
-SELECT rate_limited > 0 AS counted, paused_accounts FROM partoo.worker_status();
+SELECT rate_limited > 0 AS counted FROM partoo.worker_status();
 -- other accounts keep flowing while the default one is paused
 SELECT partoo_enqueue(71, 'other account flows', account => 'other') AS flows \gset
 SELECT partoo_test.wait_until($$ (SELECT state FROM partoo.messages WHERE id = $$ || :flows || $$) = 'sent' $$);
@@ -40,17 +40,15 @@ SELECT state FROM partoo.messages WHERE id = :dead;
 SELECT * FROM partoo_test.try($$ SELECT partoo.requeue($$ || :id || $$) $$);
 
 -- queue_stats and worker_status
-SELECT account, state, messages FROM partoo.queue_stats ORDER BY 1, 2;
+SELECT account, state, messages FROM partoo.queue_stats WHERE state NOT IN ('queued', 'sending') ORDER BY 1, 2;
 SELECT database, pid IS NOT NULL AS running, sent > 0 AS has_sent, retried > 0 AS has_retried,
        rejected > 0 AS has_rejected, dead > 0 AS has_dead
   FROM partoo.worker_status();
 
 -- purge removes finished messages only
-SELECT partoo.cancel(:dead) IS NOT NULL AS canceled_again
-  FROM partoo.messages WHERE id = :dead AND state = 'queued'
-   AND NOT EXISTS (SELECT 1 FROM partoo.outbox WHERE message_id = :dead AND leased_at IS NOT NULL);
+SELECT partoo_test.wait_until($$ (SELECT state FROM partoo.messages WHERE id = $$ || :dead || $$) = 'dead' $$);
 SELECT partoo_enqueue(72, 'kept: scheduled', send_at => now() + interval '1 hour') AS kept \gset
 SELECT partoo.purge(interval '0') > 0 AS purged;
-SELECT count(*) AS left_over, bool_and(state = 'queued' OR id = :dead) AS only_unfinished FROM partoo.messages;
+SELECT count(*) AS left_over, bool_and(state = 'queued') AS only_unfinished FROM partoo.messages;
 SELECT * FROM partoo_test.try($$ SELECT partoo.purge(interval '-1 day') $$);
 SELECT * FROM partoo_test.try($$ SELECT partoo.purge(NULL) $$);

@@ -202,7 +202,8 @@ partoo_outbox_next_due_ms(Datum *blocked, int nblocked)
 			  "  FROM partoo.outbox WHERE account <> ALL ($1)",
 			  1, argtypes);
 	args[0] = make_array(blocked, NULL, nblocked, TEXTOID);
-	rc = SPI_execute_plan(plan, args, NULL, true, 1);
+	/* NB: not read-only, so that it sees this transaction's own updates */
+	rc = SPI_execute_plan(plan, args, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read outbox: %s", SPI_result_code_string(rc));
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
