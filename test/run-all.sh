@@ -115,9 +115,10 @@ stage_tap() {
 	for t in test/t/*.pl; do
 		[ -e "$t" ] || continue
 		out="$W/$(basename "$t" .pl).tap"
+		mkdir -p "$W/tap/$(basename "$t" .pl)"
 		PERL5LIB="$PGXS_DIR/test/perl:$W/repo/test/t" \
 			PG_REGRESS="$PGXS_DIR/test/regress/pg_regress" \
-			PARTOO_REPO="$W/repo" TESTDATADIR="$W/tap-data" TESTLOGDIR="$W/tap-log" \
+			PARTOO_REPO="$W/repo" TESTDIR="$W/tap/$(basename "$t" .pl)" \
 			perl "$t" >"$out" 2>&1
 		rc=$?
 		local tp tf
