@@ -4,6 +4,10 @@
 #   make installcheck           pg_regress on a temporary instance (see test/run-all.sh,
 #                               which also starts the mock Partoo server it needs)
 #   make unit                   unit tests of the protocol core (no server)
+#   make fuzz                   libFuzzer targets, FUZZ_SECONDS each (test/fuzz/run.sh)
+#   make check-asan             regress and TAP again against a build with ASan and
+#                               UBSan, then the normal build back (as root; this is
+#                               test/run-all.sh asan)
 #
 # Warnings-as-errors are not set here: CI passes them through PG_CFLAGS.
 
@@ -12,15 +16,16 @@ EXTVERSION = 0.1
 MODULE_big = partoo
 
 # The protocol core (no postgres.h) first, then the PostgreSQL side.
-CORE_OBJS = src/validate.o src/request.o src/response.o src/ratelimit.o
+CORE_OBJS = src/validate.o src/request.o src/response.o src/ratelimit.o \
+	src/webhook_parse.o src/signature.o
 OBJS = $(CORE_OBJS) \
 	src/partoo.o src/http.o src/message.o src/store.o src/send.o \
-	src/enqueue.o src/shmem.o src/outbox.o src/worker.o
+	src/enqueue.o src/shmem.o src/outbox.o src/worker.o src/webhook.o
 
 DATA = sql/partoo--0.1.sql
 PGFILEDESC = "partoo - send messages through the Partoo API from PostgreSQL"
 
-REGRESS = 01_setup 02_validation 03_send 04_http_errors 05_retry 06_security 07_enqueue 08_worker_admin
+REGRESS = 01_setup 02_validation 03_send 04_http_errors 05_retry 06_security 07_enqueue 08_worker_admin 09_webhooks
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check \
 	--inputdir=. --load-extension=partoo
 
@@ -33,6 +38,12 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: unit
+.PHONY: unit fuzz check-asan
 unit:
 	$(MAKE) -C test/unit
+
+fuzz:
+	bash test/fuzz/run.sh
+
+check-asan:
+	bash test/run-all.sh asan

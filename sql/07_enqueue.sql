@@ -27,7 +27,9 @@ SELECT state, partoo_status, attempts, last_http_status, partoo_id > 1000000 AS 
        sent_at IS NOT NULL AS has_sent_at
   FROM partoo.messages WHERE id = :id;
 SELECT count(*) AS outbox_rows FROM partoo.outbox;
-SELECT (s->>'accepted')::int AS accepted FROM partoo_test.stats() s;
+SELECT count(*) AS accepted_once
+  FROM regexp_split_to_table(partoo_test.mock('GET', '/_mock/accepted'), E'\n') l
+ WHERE split_part(l, E'\t', 7) = 'hello from the outbox';
 
 -- validation is the same as partoo_send's, and a bad call queues nothing
 SELECT code, message FROM partoo_test.try($$ SELECT partoo_enqueue(52, content_type => 'Image', url => 'https://e.com/a.png', channel => 'SMS') $$);

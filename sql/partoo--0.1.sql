@@ -104,14 +104,32 @@ CREATE TABLE partoo.outbox (
 		autovacuum_vacuum_insert_scale_factor = 0.02,
 		autovacuum_analyze_scale_factor = 0.05);
 CREATE INDEX outbox_run_at_idx ON partoo.outbox (run_at);
+CREATE INDEX outbox_account_run_at_idx ON partoo.outbox (account, run_at);
 CREATE INDEX outbox_message_id_idx ON partoo.outbox (message_id);
 REVOKE ALL ON partoo.outbox FROM PUBLIC;
 COMMENT ON TABLE partoo.outbox IS 'messages waiting for the partoo worker; account '''' is the default account';
 
 /*
- * Every webhook event received, append-only.  dedup_key recognises a
- * duplicate delivery; events for a message not known yet wait with outcome
- * 'pending' until the message's id is recorded.
+ * Every webhook event accepted, append-only: only a pending event's
+ * outcome, message_id and applied_at change, once, when its message is
+ * recorded (see the trigger in the Webhooks section).  dedup_key
+ * recognises a duplicate delivery (its canonical forms are described in
+ * src/protocol.h and README.md); events for a message not known yet wait
+ * with outcome 'pending' until the message's id is recorded.  Duplicates
+ * are not stored.
+ *
+ *	source		'partoo' or 'dispatch' (the payload's format)
+ *	event_type	Partoo "type", dispatch "event"
+ *	partoo_id	Partoo's message id (payload.message.id)
+ *	external_id, recipient, message_part
+ *				dispatchId, channelIdentifier, messagePart
+ *	channel		dispatch "channel"; Partoo conversation.messaging_partner
+ *	content_type, sender_type
+ *				Partoo's, as received, whatever the value
+ *	status		the status as received
+ *	event_at	dispatch statusDate; Partoo has no event time, so the
+ *				message's date
+ *	order_key	dispatch "<statusDate>#<statusOrder>"
  */
 CREATE TABLE partoo.events (
 	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -122,7 +140,11 @@ CREATE TABLE partoo.events (
 	external_id text,
 	recipient text,
 	message_part integer,
+	channel text,
+	content_type text,
+	sender_type text,
 	status text,
+	event_at timestamptz,
 	order_key text,
 	dedup_key text NOT NULL,
 	payload text NOT NULL,
@@ -136,11 +158,13 @@ CREATE TABLE partoo.events (
 CREATE INDEX events_pending_idx ON partoo.events (partoo_id) WHERE outcome = 'pending';
 CREATE INDEX events_received_at_idx ON partoo.events (received_at);
 REVOKE ALL ON partoo.events FROM PUBLIC;
-COMMENT ON TABLE partoo.events IS 'webhook events received, append-only';
+COMMENT ON TABLE partoo.events IS 'webhook events accepted, append-only; duplicates are not stored';
 
 /*
  * Per-part state of dispatch-style messages: the newest status applied for
- * each part and its ordering key.
+ * each part and its ordering key (status_date, status_order).  Rows are
+ * written by partoo_ingest_webhook; partoo.purge removes those of deleted
+ * messages.
  */
 CREATE TABLE partoo.message_parts (
 	message_id bigint NOT NULL,
@@ -382,3 +406,85 @@ END $$;
 REVOKE ALL ON FUNCTION partoo.purge(interval) FROM PUBLIC;
 COMMENT ON FUNCTION partoo.purge(interval)
 	IS 'delete finished messages last updated before now() - older_than, and events received before it; returns messages deleted';
+
+/* ---------------------------------------------------------------------
+ * Webhooks
+ *
+ * partoo_ingest_webhook() takes one webhook body exactly as received
+ * (Partoo's message_updated/message_created, or a dispatch status
+ * notification) and its signature header, and returns what it did:
+ * applied, duplicate, stale, pending or ignored.  partoo_ingest_webhooks()
+ * does the same for arrays, in one call.  Both run as the caller and
+ * switch to the extension's owner for their SQL, so a role granted
+ * EXECUTE needs no privilege on the tables.
+ * ---------------------------------------------------------------------
+ */
+
+CREATE FUNCTION @extschema@.partoo_ingest_webhook(payload text, signature text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'partoo_ingest_webhook'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION @extschema@.partoo_ingest_webhook(text, text) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.partoo_ingest_webhook(text, text)
+	IS 'record a webhook body (Partoo or dispatch format) and apply it; signature: X-Partoo-Signature-v1, or the dispatch API key; returns applied, duplicate, stale, pending or ignored';
+
+CREATE FUNCTION @extschema@.partoo_ingest_webhooks(payloads text[], signatures text[] DEFAULT NULL)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'partoo_ingest_webhooks'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1000;
+REVOKE ALL ON FUNCTION @extschema@.partoo_ingest_webhooks(text[], text[]) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.partoo_ingest_webhooks(text[], text[])
+	IS 'partoo_ingest_webhook for many bodies in one call: one outcome per payload, in order; a malformed or unauthenticated element fails the whole call';
+
+/*
+ * Events that arrived before their message's Partoo id was recorded are
+ * applied by these statement triggers, in the transaction that records
+ * the id: partoo_send's INSERT or the worker's UPDATE.  A C function: it
+ * runs its SQL as the extension owner with a pinned search_path.
+ */
+CREATE FUNCTION partoo.webhook_apply_pending()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'partoo_webhook_apply_pending'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION partoo.webhook_apply_pending() FROM PUBLIC;
+COMMENT ON FUNCTION partoo.webhook_apply_pending()
+	IS 'statement trigger on partoo.messages: applies pending webhook events of the Partoo ids just recorded';
+
+CREATE TRIGGER messages_apply_pending_insert
+	AFTER INSERT ON partoo.messages
+	REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION partoo.webhook_apply_pending();
+CREATE TRIGGER messages_apply_pending_update
+	AFTER UPDATE ON partoo.messages
+	REFERENCING NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION partoo.webhook_apply_pending();
+
+-- partoo.events is append-only: a pending event may become applied or stale, once
+CREATE FUNCTION partoo.events_append_only()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF OLD.outcome <> 'pending' OR NEW.outcome NOT IN ('applied', 'stale')
+	   OR (NEW.id, NEW.source, NEW.event_type, NEW.partoo_id, NEW.external_id,
+		   NEW.recipient, NEW.message_part, NEW.channel, NEW.content_type,
+		   NEW.sender_type, NEW.status, NEW.event_at, NEW.order_key,
+		   NEW.dedup_key, NEW.payload, NEW.received_at)
+		  IS DISTINCT FROM
+		  (OLD.id, OLD.source, OLD.event_type, OLD.partoo_id, OLD.external_id,
+		   OLD.recipient, OLD.message_part, OLD.channel, OLD.content_type,
+		   OLD.sender_type, OLD.status, OLD.event_at, OLD.order_key,
+		   OLD.dedup_key, OLD.payload, OLD.received_at)
+	THEN
+		RAISE EXCEPTION 'partoo.events is append-only'
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Only the outcome of a pending event changes, to applied or stale, when its message is recorded.',
+				  HINT = 'Use partoo.purge() to delete old events.';
+	END IF;
+	RETURN NEW;
+END $$;
+REVOKE ALL ON FUNCTION partoo.events_append_only() FROM PUBLIC;
+CREATE TRIGGER events_append_only
+	BEFORE UPDATE ON partoo.events
+	FOR EACH ROW EXECUTE FUNCTION partoo.events_append_only();

@@ -124,39 +124,36 @@ partoo_outbox_load_accounts(void (*cb) (const char *name, const char *key,
 
 /*
  * Claim at most limit due rows, at most quota[i] of account accounts[i]
- * (default_quota for accounts not listed), none of the blocked accounts;
- * lease them for lease_s seconds and mark their messages 'sending'.  The
- * rows are left in SPI_tuptable with the columns
+ * (accounts are served in the order given; the caller rotates it for
+ * fairness); lease them for lease_s seconds and mark their messages
+ * 'sending'.  The rows are left in SPI_tuptable with the columns
  *	1 outbox id, 2 message id, 3 action, 4 account, 5 outbox attempts,
  *	6 message exists, 7 conversation_id, 8 content_type, 9 content, 10 url,
  *	11 image, 12 filename, 13 channel, 14 created_at, 15 partoo_id
  * Returns the number of rows.
+ *
+ * NB: each account is read through the (account, run_at) index, so an
+ * account with a long throttled backlog never hides another account's
+ * rows from the claim.
  */
 uint64
-partoo_outbox_claim(int limit, Datum *blocked, int nblocked,
-					Datum *accounts, Datum *quotas, int naccounts,
-					int default_quota, int lease_s)
+partoo_outbox_claim(int limit, Datum *accounts, Datum *quotas, int naccounts,
+					int lease_s)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[6] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID,
-	INT4OID, INT4OID};
-	Datum		args[6];
+	Oid			argtypes[4] = {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT4OID};
+	Datum		args[4];
 	int			rc;
 
 	keep_plan(&plan,
-			  "WITH cand AS ("
-			  "  SELECT o.id, o.account, o.run_at FROM partoo.outbox o"
-			  "   WHERE o.run_at <= now() AND o.account <> ALL ($2)"
-			  "   ORDER BY o.run_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
-			  " pick AS ("
-			  "  SELECT c.id FROM ("
-			  "    SELECT c.id, row_number() OVER (PARTITION BY c.account ORDER BY c.run_at, c.id) AS rn,"
-			  "           coalesce(q.quota, $5) AS quota"
-			  "      FROM cand c LEFT JOIN unnest($3, $4) AS q(account, quota)"
-			  "        ON q.account = c.account) c"
-			  "   WHERE c.rn <= c.quota),"
+			  "WITH pick AS ("
+			  "  SELECT c.id FROM unnest($2, $3) WITH ORDINALITY AS q(account, quota, n),"
+			  "   LATERAL (SELECT o.id FROM partoo.outbox o"
+			  "             WHERE o.account = q.account AND o.run_at <= now()"
+			  "             ORDER BY o.run_at LIMIT q.quota FOR UPDATE SKIP LOCKED) c"
+			  "  LIMIT $1),"
 			  " upd AS ("
-			  "  UPDATE partoo.outbox o SET run_at = now() + $6 * interval '1 second',"
+			  "  UPDATE partoo.outbox o SET run_at = now() + $4 * interval '1 second',"
 			  "         leased_at = now()"
 			  "    FROM pick WHERE o.id = pick.id"
 			  "  RETURNING o.id, o.message_id, o.action, o.account, o.attempts),"
@@ -168,14 +165,12 @@ partoo_outbox_claim(int limit, Datum *blocked, int nblocked,
 			  "        m.id IS NOT NULL, m.conversation_id, m.content_type, m.content,"
 			  "        m.url, m.image, m.filename, m.channel, m.created_at, m.partoo_id"
 			  "   FROM upd u LEFT JOIN partoo.messages m ON m.id = u.message_id",
-			  6, argtypes);
+			  4, argtypes);
 
 	args[0] = Int32GetDatum(limit);
-	args[1] = make_array(blocked, NULL, nblocked, TEXTOID);
-	args[2] = make_array(accounts, NULL, naccounts, TEXTOID);
-	args[3] = make_array(quotas, NULL, naccounts, INT4OID);
-	args[4] = Int32GetDatum(default_quota);
-	args[5] = Int32GetDatum(lease_s);
+	args[1] = make_array(accounts, NULL, naccounts, TEXTOID);
+	args[2] = make_array(quotas, NULL, naccounts, INT4OID);
+	args[3] = Int32GetDatum(lease_s);
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not claim outbox rows: %s", SPI_result_code_string(rc));
@@ -183,11 +178,11 @@ partoo_outbox_claim(int limit, Datum *blocked, int nblocked,
 }
 
 /*
- * Milliseconds until the earliest outbox row of an account not blocked is
- * due (0 if one is due now), or -1 when there is none.
+ * Milliseconds until the earliest outbox row of one of the given accounts
+ * is due (0 if one is due now), or -1 when they have none.
  */
 int64
-partoo_outbox_next_due_ms(Datum *blocked, int nblocked)
+partoo_outbox_next_due_ms(Datum *accounts, int naccounts)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[1] = {TEXTARRAYOID};
@@ -197,11 +192,15 @@ partoo_outbox_next_due_ms(Datum *blocked, int nblocked)
 	int			rc;
 	float8		ms;
 
+	if (naccounts == 0)
+		return -1;
 	keep_plan(&plan,
-			  "SELECT extract(epoch FROM min(run_at) - clock_timestamp()) * 1000"
-			  "  FROM partoo.outbox WHERE account <> ALL ($1)",
+			  "SELECT extract(epoch FROM min(f.run_at) - clock_timestamp()) * 1000"
+			  "  FROM unnest($1) AS a(account),"
+			  "   LATERAL (SELECT o.run_at FROM partoo.outbox o WHERE o.account = a.account"
+			  "             ORDER BY o.run_at LIMIT 1) f",
 			  1, argtypes);
-	args[0] = make_array(blocked, NULL, nblocked, TEXTOID);
+	args[0] = make_array(accounts, NULL, naccounts, TEXTOID);
 	/* NB: not read-only, so that it sees this transaction's own updates */
 	rc = SPI_execute_plan(plan, args, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)

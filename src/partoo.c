@@ -228,6 +228,8 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	partoo_webhook_define_gucs();
+
 	MarkGUCPrefixReserved("partoo");
 
 	if (process_shared_preload_libraries_in_progress)

@@ -179,11 +179,9 @@ extern void partoo_outbox_load_accounts(void (*cb) (const char *name,
 												   const char *base_url,
 												   int rpm, void *arg),
 										void *arg);
-extern uint64 partoo_outbox_claim(int limit, Datum *blocked, int nblocked,
-								  Datum *accounts, Datum *quotas,
-								  int naccounts, int default_quota,
-								  int lease_s);
-extern int64 partoo_outbox_next_due_ms(Datum *blocked, int nblocked);
+extern uint64 partoo_outbox_claim(int limit, Datum *accounts, Datum *quotas,
+								  int naccounts, int lease_s);
+extern int64 partoo_outbox_next_due_ms(Datum *accounts, int naccounts);
 extern void partoo_outbox_record(int n, Datum *oid, Datum *mid, Datum *state,
 								 Datum *final, Datum *delay_ms,
 								 Datum *attempts, Datum *counted,
@@ -232,5 +230,13 @@ extern void partoo_shmem_init(int nslots);
 extern PartooWorkerSlot *partoo_slot(int i);
 extern void partoo_wake_worker_now(void);
 extern void partoo_wake_at_commit(void);
+
+/* in webhook.c */
+extern char *partoo_webhook_public_key;
+extern bool partoo_webhook_require_signature;
+extern char *partoo_dispatch_webhook_key;
+extern int	partoo_webhook_max_bytes;
+
+extern void partoo_webhook_define_gucs(void);
 
 #endif							/* PARTOO_H */

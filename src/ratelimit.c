@@ -7,13 +7,15 @@
  * answers 429 beyond it.  A token bucket alone smooths sends but can let
  * per_minute + burst through in a minute; the window log makes the limit
  * exact: a send is allowed only when a token is available AND fewer than
- * per_minute sends happened in (now - 60000, now].  A pause set from a
+ * per_minute sends happened in (now - 60500, now] (see LOG_GUARD_MS).  A pause set from a
  * 429's Retry-After blocks everything until it ends.
  *
  * Invariants: tokens are kept in fixed point (TOKEN_UNIT units per token,
  * refilled per_minute units per millisecond) so refill is exact integer
  * arithmetic; the ring holds the most recent sends, oldest at head, at
- * most per_minute of them, so the window check looks at one entry.  The
+ * most per_minute of them (more only after a configure lowered the limit,
+ * see there), so the window check looks at one entry, the per_minute-th
+ * most recent.  The
  * ring grows by doubling up to per_minute as traffic needs it, which
  * keeps acquire O(1) amortised without allocating per_minute slots for a
  * limit that is never reached.
@@ -35,6 +37,15 @@
 #include <string.h>
 
 #define WINDOW_MS			60000
+/*
+ * The window log looks back a little more than a minute.  NB: the server
+ * counts requests when they arrive, we count them when we take the token;
+ * the delay between the two varies from one request to the next, so an
+ * exact 60 s window here could still be 121 requests in 60 s there.  The
+ * guard costs under 1% of the allowed rate.
+ */
+#define LOG_GUARD_MS		500
+#define LOG_WINDOW_MS		(WINDOW_MS + LOG_GUARD_MS)
 /* One token, in refill units: per_minute units arrive each millisecond */
 #define TOKEN_UNIT			((int64_t) WINDOW_MS)
 /* Ring slots allocated up front; more are added when traffic needs them */
@@ -195,9 +206,22 @@ partoo_ratelimit_configure(PartooRateLimiter *rl, int per_minute, int burst,
 		return -1;
 	advance(rl, now_ms);
 
-	new_cap = rl->ring_len < per_minute ? rl->ring_len : per_minute;
-	if (new_cap < initial_ring_cap(per_minute))
-		new_cap = initial_ring_cap(per_minute);
+	/*
+	 * Keep every logged send, even beyond a lowered per_minute: the limit
+	 * may be raised again while they are still in the window, and then
+	 * they count again.  (Dropping them let a lower-then-higher pair of
+	 * reloads allow more than per_minute sends in a minute.)  The ring
+	 * holds at most the largest per_minute in force during the last
+	 * window, and the extra entries leave as they expire.
+	 */
+	if (per_minute == 0)
+		new_cap = 0;
+	else
+	{
+		new_cap = rl->ring_len;
+		if (new_cap < initial_ring_cap(per_minute))
+			new_cap = initial_ring_cap(per_minute);
+	}
 	if (!resize_ring(rl, new_cap))
 		return -1;
 
@@ -214,8 +238,11 @@ partoo_ratelimit_configure(PartooRateLimiter *rl, int per_minute, int burst,
  * Make room in the ring for one more send at internal time t, which the
  * caller has checked the window allows.  The oldest entry may be
  * overwritten once it has left the window, since it can never matter
- * again; otherwise the ring doubles (up to per_minute).  Returns false
- * only when growing fails for lack of memory.
+ * again; otherwise the ring doubles (up to per_minute).  NB: a full ring
+ * whose oldest entry is still in the window holds fewer than per_minute
+ * entries (or the window would not have allowed this send), so growing
+ * never shrinks it.  Returns false only when growing fails for lack of
+ * memory.
  */
 static bool
 ring_make_room(PartooRateLimiter *rl, int64_t t)
@@ -224,7 +251,7 @@ ring_make_room(PartooRateLimiter *rl, int64_t t)
 
 	if (rl->ring_len < rl->ring_cap)
 		return true;
-	if (rl->ring[rl->ring_head] + WINDOW_MS <= t)
+	if (rl->ring[rl->ring_head] + LOG_WINDOW_MS <= t)
 	{
 		rl->ring_head = (rl->ring_head + 1) % rl->ring_cap;
 		rl->ring_len--;
@@ -264,9 +291,15 @@ partoo_ratelimit_acquire(PartooRateLimiter *rl, int64_t now_ms)
 			if (token_ready > ready)
 				ready = token_ready;
 		}
-		if (rl->ring_len >= rl->per_minute &&
-			rl->ring[rl->ring_head] + WINDOW_MS > ready)
-			ready = rl->ring[rl->ring_head] + WINDOW_MS;
+		if (rl->ring_len >= rl->per_minute)
+		{
+			/* the per_minute-th most recent send must have left the window */
+			int64_t		nth = rl->ring[(rl->ring_head + rl->ring_len - rl->per_minute) %
+									   rl->ring_cap];
+
+			if (nth + LOG_WINDOW_MS > ready)
+				ready = nth + LOG_WINDOW_MS;
+		}
 	}
 
 	if (ready > t)
@@ -277,7 +310,7 @@ partoo_ratelimit_acquire(PartooRateLimiter *rl, int64_t now_ms)
 	if (!ring_make_room(rl, t))
 	{
 		/* out of memory: wait for the oldest entry to leave instead */
-		ready = rl->ring[rl->ring_head] + WINDOW_MS;
+		ready = rl->ring[rl->ring_head] + LOG_WINDOW_MS;
 		return ready > t ? ready - t : 1;
 	}
 	rl->ring[(rl->ring_head + rl->ring_len) % rl->ring_cap] = t;

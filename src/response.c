@@ -530,7 +530,11 @@ extract_message_id(const cJSON *root, const char *s, size_t len, int64_t *id)
 			parse_int64_exact(text, textlen, id) &&
 			(double) *id == d)
 			return true;
-		if (d >= -EXACT_DOUBLE_LIMIT && d <= EXACT_DOUBLE_LIMIT &&
+		/*
+		 * NB: strictly inside +/- 2^53: 2^53 itself is also what
+		 * 9007199254740993.0 or 9007199254740993e0 round to.
+		 */
+		if (d > -EXACT_DOUBLE_LIMIT && d < EXACT_DOUBLE_LIMIT &&
 			d == (double) (int64_t) d)
 		{
 			*id = (int64_t) d;

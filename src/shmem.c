@@ -41,6 +41,7 @@ List	   *partoo_worker_names = NIL;
 static PartooShared *shared = NULL;
 static int	partoo_nslots = 0;
 static bool wake_pending = false;
+static bool accounts_changed_pending = false;
 static bool xact_callback_registered = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -146,15 +147,28 @@ xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			if (accounts_changed_pending)
+			{
+				PartooWorkerSlot *slot = slot_for_database(MyDatabaseId);
+
+				if (slot != NULL)
+				{
+					SpinLockAcquire(&slot->mutex);
+					slot->accounts_generation++;
+					SpinLockRelease(&slot->mutex);
+				}
+			}
 			if (wake_pending)
 				partoo_wake_worker_now();
 			wake_pending = false;
+			accounts_changed_pending = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			/* NB: COMMIT PREPARED elsewhere wakes nobody; see README */
 			wake_pending = false;
+			accounts_changed_pending = false;
 			break;
 		default:
 			break;
@@ -237,8 +251,8 @@ partoo_worker_status(PG_FUNCTION_ARGS)
 
 /*
  * partoo.accounts_changed(): statement trigger on partoo.accounts.  Tells
- * this database's worker to reload its accounts (keys, URLs, limits);
- * a rolled-back change costs it one useless reload at most.
+ * this database's worker, when the transaction commits, to reload its
+ * accounts (keys, URLs, limits).
  */
 Datum
 partoo_accounts_changed(PG_FUNCTION_ARGS)
@@ -251,10 +265,9 @@ partoo_accounts_changed(PG_FUNCTION_ARGS)
 				 errmsg("partoo.accounts_changed() must be called as a trigger")));
 	if (slot != NULL)
 	{
-		SpinLockAcquire(&slot->mutex);
-		slot->accounts_generation++;
-		SpinLockRelease(&slot->mutex);
+		/* NB: bumped at commit, so that the worker's reload sees the rows */
 		partoo_wake_at_commit();
+		accounts_changed_pending = true;
 	}
 	return PointerGetDatum(NULL);
 }

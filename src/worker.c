@@ -219,6 +219,8 @@ account_get(const char *name, bool create)
 		a->rpm = -1;
 		a->rl = NULL;
 		a->present = false;
+		a->reserved = 0;
+		a->used = 0;
 	}
 	return a;
 }
@@ -641,6 +643,12 @@ make_job(HeapTuple t, TupleDesc d)
 	}
 
 	a = account_get(job->account, false);
+	if (a == NULL)
+	{
+		/* an account created since our last reload */
+		reload_accounts();
+		a = account_get(job->account, false);
+	}
 	if (a == NULL || (a->name[0] == '\0' && a->api_key[0] == '\0'))
 	{
 		retry_later(job, 0, a == NULL ?
@@ -709,36 +717,47 @@ make_job(HeapTuple t, TupleDesc d)
 
 /*
  * Claim up to limit rows in the current transaction, taking rate-limit
- * tokens for them.  Returns the number claimed; *next_ms gets how long
- * until a claim may find more (0: at once, NEVER: only on a wake-up).
+ * tokens for them: each account may take what its bucket holds now, and
+ * the accounts are offered in an order that rotates from one claim to the
+ * next so that none is always served last.  Returns the number claimed;
+ * *next_ms gets how long until a claim may find more (0: at once, NEVER:
+ * only on a wake-up).
  */
 static int
 claim(int limit, int64 *next_ms)
 {
+	static uint32 rotation = 0;
 	HASH_SEQ_STATUS seq;
 	WorkerAccount *a;
 	long		nacc = hash_get_num_entries(accounts);
-	Datum	   *blocked = palloc(sizeof(Datum) * (nacc + 1));
+	WorkerAccount **all = palloc(sizeof(WorkerAccount *) * (nacc + 1));
 	Datum	   *names = palloc(sizeof(Datum) * (nacc + 1));
 	Datum	   *quotas = palloc(sizeof(Datum) * (nacc + 1));
-	int			nblocked = 0;
+	Datum	   *open = palloc(sizeof(Datum) * (nacc + 1));
+	int			nall = 0;
 	int			nnames = 0;
+	int			nopen = 0;
 	int64		now = now_ms();
 	int64		token_wait = NEVER;
 	uint64		n;
 	uint64		i;
+	int			k;
 	StringInfoData paused;
 
 	initStringInfo(&paused);
 	pgstat_report_activity(STATE_RUNNING, "claiming outbox rows");
 
-	/* reserve tokens: each account may take what its bucket holds now */
 	hash_seq_init(&seq, accounts);
 	while ((a = hash_seq_search(&seq)) != NULL)
+		all[nall++] = a;
+
+	for (k = 0; k < nall; k++)
 	{
-		int64		paused_until = partoo_ratelimit_paused_until(a->rl);
+		int64		paused_until;
 		int64		wait = 0;
 
+		a = all[(k + rotation) % nall];
+		paused_until = partoo_ratelimit_paused_until(a->rl);
 		a->reserved = 0;
 		a->used = 0;
 		if (paused_until > now)
@@ -757,37 +776,38 @@ claim(int limit, int64 *next_ms)
 				a->reserved++;
 		}
 		if (a->reserved == 0)
-		{
-			blocked[nblocked++] = CStringGetTextDatum(a->name);
 			token_wait = Min(token_wait, Max(wait, 1));
-		}
 		else
 		{
 			names[nnames] = CStringGetTextDatum(a->name);
 			quotas[nnames++] = Int32GetDatum(a->reserved);
 		}
 	}
+	rotation++;
 	SpinLockAcquire(&slot->mutex);
 	strlcpy(slot->paused, paused.data, sizeof(slot->paused));
 	SpinLockRelease(&slot->mutex);
 
-	n = partoo_outbox_claim(limit, blocked, nblocked, names, quotas, nnames,
-							0, partoo_lease_s);
+	n = (nnames > 0) ?
+		partoo_outbox_claim(limit, names, quotas, nnames, partoo_lease_s) : 0;
 	ensure_job_lists(ninflight + nresults + (int) n + 1);
 	for (i = 0; i < n; i++)
 	{
 		Job		   *job = make_job(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
 
 		a = account_get(job->account, false);
-		if (a != NULL)
-			a->used++;
+		if (a != NULL && a->reserved > a->used)
+			a->used++;			/* paid for by a reserved token */
 	}
 
-	/* give back the tokens not used; exhausted accounts are blocked now */
-	nblocked = 0;
-	hash_seq_init(&seq, accounts);
-	while ((a = hash_seq_search(&seq)) != NULL)
+	/*
+	 * Give back the tokens not used.  Accounts that used all they had may
+	 * have more rows due, but get tokens back only later; the others tell
+	 * when their next row is due.
+	 */
+	for (k = 0; k < nall; k++)
 	{
+		a = all[k];
 		if (a->rpm > 0)
 		{
 			while (a->reserved > a->used)
@@ -796,39 +816,30 @@ claim(int limit, int64 *next_ms)
 				a->reserved--;
 			}
 		}
-		if (a->reserved == 0 || (a->rpm > 0 && a->used == a->reserved))
-			blocked[nblocked++] = CStringGetTextDatum(a->name);
+		if (a->reserved == 0)
+			continue;			/* paused or out of tokens: token_wait */
+		if (a->rpm > 0 && a->used == a->reserved)
+		{
+			int64		w = partoo_ratelimit_acquire(a->rl, now);
+
+			if (w == 0)
+			{
+				partoo_ratelimit_release(a->rl, now);
+				w = 1;
+			}
+			token_wait = Min(token_wait, w);
+			continue;
+		}
+		open[nopen++] = CStringGetTextDatum(a->name);
 	}
 
 	if ((int) n >= limit)
 		*next_ms = 0;
 	else
 	{
-		int64		due = partoo_outbox_next_due_ms(blocked, nblocked);
+		int64		due = partoo_outbox_next_due_ms(open, nopen);
 
-		*next_ms = (due < 0) ? NEVER : due;
-		if (nblocked > 0)
-		{
-			/* an exhausted account gets tokens back within this */
-			int64		soonest = token_wait;
-
-			hash_seq_init(&seq, accounts);
-			while ((a = hash_seq_search(&seq)) != NULL)
-			{
-				if (a->rpm > 0 && a->used > 0 && a->used == a->reserved)
-				{
-					int64		w = partoo_ratelimit_acquire(a->rl, now);
-
-					if (w == 0)
-					{
-						partoo_ratelimit_release(a->rl, now);
-						w = 1;
-					}
-					soonest = Min(soonest, w);
-				}
-			}
-			*next_ms = Min(*next_ms, soonest);
-		}
+		*next_ms = Min(due < 0 ? NEVER : due, token_wait);
 	}
 	return (int) n;
 }

@@ -6,14 +6,32 @@
 # partoo_test), or as a normal user once the extension is installed.
 #
 #   sudo test/run-all.sh            everything
-#   sudo test/run-all.sh regress    only some stages: unit mock regress tap
+#   sudo test/run-all.sh regress    only some stages: unit mock regress tap fuzz asan
+#
+# Stage fuzz runs every libFuzzer target (test/fuzz/run.sh).  Stage asan
+# (also "make check-asan") runs regress and tap again against a partoo.so
+# built with -fsanitize=address,undefined, in servers started with the
+# ASan runtime preloaded; it fails on any failed test and on any report.
+# As root it builds and installs that library after the other stages and
+# reinstalls the normal one afterwards; as a normal user it needs the
+# sanitized library already installed.
 #
 # The last line is "N passed, N failed"; the exit status is non-zero when
 # anything failed.
 set -u
 repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo/test/lib.sh"
-STAGES=${*:-unit mock regress tap}
+STAGES=${*:-unit mock regress tap fuzz asan}
+# Compiler flags of the asan stage's build (PGXS compiles with gcc)
+ASAN_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer"
+
+# Print the summary file $1 and, last, its totals
+print_summary() {
+	echo
+	echo "== summary"
+	cat "$1"
+	awk '{ p += $2; f += $4 } END { printf "%d passed, %d failed\n", p, f }' "$1"
+}
 
 if [ "$(id -u)" = 0 ] && [ -z "${PARTOO_AS_TEST_USER:-}" ]; then
 	partoo_install_packages || { echo "could not install packages"; echo "0 passed, 1 failed"; exit 1; }
@@ -25,9 +43,36 @@ if [ "$(id -u)" = 0 ] && [ -z "${PARTOO_AS_TEST_USER:-}" ]; then
 	work=$(mktemp -d /tmp/partoo-test.XXXXXX)
 	partoo_copy_tree "$repo" "$work/repo"
 	chown -R "$PARTOO_TEST_USER" "$work"
-	runuser -u "$PARTOO_TEST_USER" -- env PARTOO_AS_TEST_USER=1 PARTOO_WORK="$work" \
-		PATH="$PATH" bash "$work/repo/test/run-all.sh" $STAGES
-	rc=$?
+	# as_test_user EXTRA_ENV STAGE...
+	as_test_user() {
+		local extra=$1
+		shift
+		runuser -u "$PARTOO_TEST_USER" -- env PARTOO_AS_TEST_USER=1 PARTOO_WORK="$work" \
+			PATH="$PATH" $extra bash "$work/repo/test/run-all.sh" "$@"
+	}
+	normal=$(echo " $STAGES " | sed 's/ asan / /g')
+	rc=0
+	if [ -n "${normal// /}" ]; then
+		as_test_user "" $normal
+		rc=$?
+	fi
+	if [[ " $STAGES " == *" asan "* ]]; then
+		# a private copy, so the working tree keeps its normal objects
+		partoo_log "building and installing partoo.so with $ASAN_CFLAGS"
+		partoo_copy_tree "$repo" "$work/asan-build"
+		if (cd "$work/asan-build" && make -s clean >/dev/null &&
+			make -s PG_CFLAGS="$ASAN_CFLAGS" >/dev/null && make -s install >/dev/null); then
+			as_test_user PARTOO_APPEND_SUMMARY=1 asan
+			rc=$?
+		else
+			echo "asan build failed"
+			printf '%-10s %5d passed, %d failed\n' asan 0 1 >>"$work/summary"
+			print_summary "$work/summary"
+			rc=1
+		fi
+		partoo_log "reinstalling the normal build"
+		(cd "$repo" && make -s install >/dev/null) || { echo "reinstall failed"; rc=1; }
+	fi
 	[ -n "${PARTOO_KEEP:-}" ] || rm -rf "$work"
 	exit $rc
 fi
@@ -48,8 +93,9 @@ total_fail=0
 trap 'partoo_stop_mock' EXIT
 
 # record NAME PASSED FAILED
+SUMMARY=$W/summary
 record() {
-	printf '%-10s %5d passed, %d failed\n' "$1" "$2" "$3" >>"$W/summary"
+	printf '%-10s %5d passed, %d failed\n' "$1" "$2" "$3" >>"$SUMMARY"
 	total_pass=$((total_pass + $2))
 	total_fail=$((total_fail + $3))
 }
@@ -132,12 +178,60 @@ stage_tap() {
 	record tap "$p" "$f"
 }
 
-: >"$W/summary"
+stage_fuzz() {
+	partoo_log "fuzz targets (test/fuzz/run.sh)"
+	FUZZ_WORK="$W/fuzz" bash test/fuzz/run.sh >"$W/fuzz.log" 2>&1
+	local rc=$?
+	cat "$W/fuzz.log"
+	record_summary_line fuzz "$W/fuzz.log" $rc
+}
+
+# regress and tap against the installed sanitized partoo.so, in servers
+# whose environment preloads the ASan runtime that library was linked
+# with; every process started here inherits it, which psql, pg_regress and
+# perl tolerate with leak detection off.  Their records go to a summary of
+# their own: this stage records one line, failing on any failed test and
+# on any ASan or UBSan report.
+stage_asan() {
+	partoo_log "regress and TAP under AddressSanitizer and UBSan"
+	local lib rt p f reports
+	lib="$(pg_config --pkglibdir)/partoo.so"
+	rt=$(ldd "$lib" 2>/dev/null | awk '/libasan/ { print $3 }')
+	if [ -z "$rt" ]; then
+		echo "$lib is not built with ASan: run test/run-all.sh asan (or make check-asan) as root"
+		record asan 0 1
+		return
+	fi
+	# built now, so that no compiler runs with the runtime preloaded
+	make -s -C test/mock >/dev/null 2>&1 || { record asan 0 1; return; }
+	rm -rf "$W/asan"
+	mkdir -p "$W/asan"
+	(
+		SUMMARY=$W/asan.summary
+		: >"$SUMMARY"
+		export LD_PRELOAD=$rt
+		export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$W/asan/asan"
+		export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$W/asan/ubsan"
+		stage_regress
+		stage_tap
+	)
+	p=$(awk '{ p += $2 } END { print p + 0 }' "$W/asan.summary")
+	f=$(awk '{ f += $4 } END { print f + 0 }' "$W/asan.summary")
+	reports=$(find "$W/asan" -type f | wc -l)
+	if [ "$reports" != 0 ]; then
+		echo "$reports sanitizer report(s):"
+		for r in "$W"/asan/*; do
+			echo "--- $r"
+			head -n 40 "$r"
+		done
+	fi
+	record asan "$p" $((f + reports))
+}
+
+# root's asan pass adds to the summary of the stages run before it
+[ -n "${PARTOO_APPEND_SUMMARY:-}" ] || : >"$SUMMARY"
 for s in $STAGES; do
 	"stage_$s"
 done
-echo
-echo "== summary"
-cat "$W/summary"
-echo "$total_pass passed, $total_fail failed"
-[ "$total_fail" = 0 ]
+print_summary "$SUMMARY"
+! grep -qvE ' 0 failed$' "$SUMMARY"

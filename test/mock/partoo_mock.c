@@ -38,7 +38,7 @@
 #define MAX_BODY (6u * 1024 * 1024)
 #define MAX_IMAGE (5u * 1024 * 1024)
 #define BIG_REPLY (2u * 1024 * 1024)
-#define MSG_ID_BASE 1000001
+#define DEFAULT_MSG_ID_BASE 1000001
 #define LOG_SIZE 1000
 #define LOG_BODY 4096
 #define MAX_PARTS 32
@@ -133,8 +133,9 @@ typedef struct
 } cset_ent_t;
 
 static pthread_mutex_t rec_mu = PTHREAD_MUTEX_INITIALIZER;
-static int64_t next_id = MSG_ID_BASE; /* never reset */
-static meta_t *meta;                  /* indexed by id - MSG_ID_BASE */
+static int64_t msg_id_base = DEFAULT_MSG_ID_BASE; /* --first-id */
+static int64_t next_id = DEFAULT_MSG_ID_BASE; /* never reset */
+static meta_t *meta;                  /* indexed by id - msg_id_base */
 static size_t meta_cap;
 static record_t *recs;
 static size_t nrecs, recs_cap;
@@ -1040,7 +1041,7 @@ accept_send(req_t *r)
 {
   pthread_mutex_lock(&rec_mu);
   int64_t id = next_id++;
-  size_t idx = (size_t) (id - MSG_ID_BASE);
+  size_t idx = (size_t) (id - msg_id_base);
   if (idx >= meta_cap)
   {
     meta_cap = meta_cap ? meta_cap * 2 : 65536;
@@ -1071,12 +1072,12 @@ static int
 accept_retry(req_t *r, int64_t id)
 {
   pthread_mutex_lock(&rec_mu);
-  if (id < MSG_ID_BASE || id >= next_id)
+  if (id < msg_id_base || id >= next_id)
   {
     pthread_mutex_unlock(&rec_mu);
     return 0;
   }
-  meta_t m = meta[id - MSG_ID_BASE];
+  meta_t m = meta[id - msg_id_base];
   record_t *rc = rec_push_nolock();
   rc->kind = 1;
   rc->ctype = m.ctype;
@@ -1814,7 +1815,7 @@ usage(FILE *f)
           "usage: partoo-mock [--port N] [--port-file PATH] [--api-key KEY]...\n"
           "                   [--api-key-prefix PREFIX] [--forbidden-conversation N]\n"
           "                   [--threads N] [--seed N] [--tls-cert PEM --tls-key PEM]\n"
-          "                   [--quiet]\n"
+          "                   [--first-id N] [--quiet]\n"
           "Serves a mock Partoo API on 127.0.0.1 (base URL http://127.0.0.1:PORT/v2)\n"
           "until SIGTERM/SIGINT.  See test/mock/README.md.\n");
 }
@@ -1921,6 +1922,12 @@ main(int argc, char **argv)
       if (!parse_uint(val, 256, &v) || v < 1)
         goto bad;
       cfg.threads = (unsigned) v;
+    }
+    else if (strcmp(a, "--first-id") == 0)
+    {
+      if (!parse_uint(val, (uint64_t) 1 << 60, &v) || v < 1)
+        goto bad;
+      msg_id_base = next_id = (int64_t) v;
     }
     else if (strcmp(a, "--seed") == 0)
     {

@@ -1515,6 +1515,52 @@ test_ratelimit(void)
 	unit_check(ok, "50 random limiters: never more than per_minute in 60 s");
 }
 
+/*
+ * What the fuzz targets (test/fuzz) found, kept so it stays fixed.  Each
+ * case names its target; the exact waits of the limiter are left to
+ * test_ratelimit(), only refusals are checked here.
+ */
+static void
+test_fuzz_findings(void)
+{
+	PartooRateLimiter *rl;
+
+	unit_note("fuzz findings");
+
+	/*
+	 * fuzz_response: a double of 2^53 is also the rounding of 2^53 + 1, so
+	 * "9007199254740993." (cJSON takes the trailing dot) gave id 2^53.
+	 */
+	expect_id("{\"message_id\":9007199254740993.}", false, 0,
+			  "2^53 + 1 with a trailing dot is no id");
+	expect_id("{\"message_id\":9007199254740993.0}", false, 0,
+			  "2^53 + 1 as a float is no id");
+	expect_id("{\"message_id\":9007199254740993e0}", false, 0,
+			  "2^53 + 1 with an exponent is no id");
+	expect_id("{\"message_id\":-9007199254740993.0}", false, 0,
+			  "-(2^53 + 1) as a float is no id");
+	expect_id("{\"message_id\":9007199254740991.0}", true, INT64_C(9007199254740991),
+			  "2^53 - 1 as a float");
+	expect_id("{\"message_id\":9007199254740992}", true, INT64_C(9007199254740992),
+			  "2^53 as digits");
+
+	/*
+	 * fuzz_ratelimit: lowering the limit dropped logged sends, so raising
+	 * it again within the minute let them be sent once more.
+	 */
+	rl = partoo_ratelimit_create(300, 0, 0);
+	unit_check(partoo_ratelimit_acquire(rl, 0) == 0 &&
+			   partoo_ratelimit_acquire(rl, 0) == 0, "300/min: two sends");
+	unit_check(partoo_ratelimit_configure(rl, 1, 0, 0) == 0 &&
+			   partoo_ratelimit_configure(rl, 2, 0, 0) == 0,
+			   "configure to 1/min, then 2/min");
+	unit_check(partoo_ratelimit_acquire(rl, 0) > 0,
+			   "configure down and up: the two sends still fill the window");
+	unit_check(partoo_ratelimit_acquire(rl, 30000) > 0,
+			   "configure down and up: for the whole minute");
+	partoo_ratelimit_free(rl);
+}
+
 int
 main(void)
 {
@@ -1532,5 +1578,6 @@ main(void)
 	test_retry_after();
 	test_backoff();
 	test_ratelimit();
+	test_fuzz_findings();
 	return unit_done();
 }

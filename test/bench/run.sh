@@ -1,0 +1,675 @@
+#!/bin/bash
+# test/bench/run.sh: the partoo benchmark suite (`make bench`).
+#
+# Builds and installs the extension, starts a throwaway cluster and the mock
+# Partoo server (no faults, no rate limit unless a scenario sets one), runs
+# every scenario, and prints one table: scenario, figure, the baseline
+# measured in the same run, their ratio, the target and whether it was met.
+# The same goes to test/bench/out/results.txt and results.json, with the
+# chart of drain throughput against partoo.max_in_flight (drain.png, also
+# copied to docs/bench-drain.png).  Nothing here asserts a time: the exit
+# status is non-zero only when the bench could not run or a correctness
+# check (every message sent exactly once) failed.
+#
+#   sudo make bench                  everything (about 5 minutes on 2 cores)
+#   sudo BENCH_ONLY="1 2" make bench  only some scenarios (1-7, chart)
+#   BENCH_PROFILE=1                  also perf-record the worker during the
+#                                    drain and keep pg_stat_statements
+#   PARTOO_KEEP=1                    keep the temp directory (logs, data)
+#
+# Run as root on a Debian machine (it installs what it needs, builds and
+# installs the extension from a temp copy of the tree, then re-runs itself
+# as the unprivileged user partoo_test), or as a normal user once the
+# extension is installed.  Servers listen on 127.0.0.1 and a unix socket
+# in the temp directory only; every process started here is stopped on exit.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+. "$repo/test/lib.sh"
+
+ALL_SCENARIOS="1 2 3 4 5 6 7 chart"
+
+# Copy the results of a finished run from $1 into the source tree
+publish_results() {
+	local from=$1
+	[ -d "$from" ] || return 0
+	mkdir -p "$repo/test/bench/out" "$repo/docs" 2>/dev/null || return 0
+	cp -r "$from"/. "$repo/test/bench/out/" 2>/dev/null
+	[ -f "$from/drain.png" ] && cp "$from/drain.png" "$repo/docs/bench-drain.png" 2>/dev/null
+	partoo_log "results in $repo/test/bench/out/"
+}
+
+if [ "$(id -u)" = 0 ] && [ -z "${PARTOO_AS_TEST_USER:-}" ]; then
+	partoo_install_packages || { echo "could not install packages"; exit 1; }
+	work=$(mktemp -d /tmp/partoo-bench.XXXXXX)
+	# NB: build in the copy, not in the working tree other people edit
+	partoo_copy_tree "$repo" "$work/repo"
+	rm -rf "$work/repo/test/bench/out"
+	partoo_log "building and installing the extension"
+	if ! (cd "$work/repo" && make -s clean >/dev/null &&
+		make -s ${PG_CFLAGS:+PG_CFLAGS="$PG_CFLAGS"} >/dev/null && make -s install >/dev/null); then
+		echo "build failed"
+		rm -rf "$work"
+		exit 1
+	fi
+	partoo_ensure_test_user
+	chown -R "$PARTOO_TEST_USER" "$work"
+	git_rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+	git -C "$repo" diff --quiet HEAD -- src sql 2>/dev/null || git_rev="$git_rev+local-changes"
+	runuser -u "$PARTOO_TEST_USER" -- env PARTOO_AS_TEST_USER=1 PARTOO_WORK="$work" \
+		PATH="$PATH" BENCH_GIT="$git_rev" BENCH_ONLY="${BENCH_ONLY:-}" \
+		BENCH_PROFILE="${BENCH_PROFILE:-}" BENCH_START="$(date +%s)" \
+		bash "$work/repo/test/bench/run.sh"
+	rc=$?
+	publish_results "$work/out"
+	if [ -n "${PARTOO_KEEP:-}" ]; then partoo_log "kept $work"; else rm -rf "$work"; fi
+	exit $rc
+fi
+
+# From here on: an unprivileged user, in a private copy of the tree.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+BENCH_START=${BENCH_START:-$(date +%s)}
+own_work=""
+if [ -z "${PARTOO_WORK:-}" ]; then
+	PARTOO_WORK=$(mktemp -d /tmp/partoo-bench.XXXXXX)
+	own_work=1
+	partoo_copy_tree "$repo" "$PARTOO_WORK/repo"
+	rm -rf "$PARTOO_WORK/repo/test/bench/out"
+	BENCH_GIT=${BENCH_GIT:-$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+fi
+W=$PARTOO_WORK
+R=$W/repo
+OUT=$W/out
+mkdir -p "$OUT"
+cd "$R" || exit 1
+BINDIR=$(partoo_bindir)
+export PATH="$BINDIR:$PATH"
+SCENARIOS=${BENCH_ONLY:-$ALL_SCENARIOS}
+RESULTS=$OUT/results.tsv
+: >"$RESULTS"
+BG_PIDS=""
+checks_failed=0
+
+cleanup() {
+	local p
+	for p in $BG_PIDS; do kill "$p" 2>/dev/null; done
+	for p in $BG_PIDS; do wait "$p" 2>/dev/null; done
+	partoo_stop_mock
+	if [ -f "$W/data/postmaster.pid" ]; then
+		pg_ctl -D "$W/data" -m fast -w stop >/dev/null 2>&1
+	fi
+	if [ -n "$own_work" ]; then
+		publish_results "$OUT"
+		if [ -n "${PARTOO_KEEP:-}" ]; then partoo_log "kept $W"; else rm -rf "$W"; fi
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------
+
+export PGHOST=$W PGPORT=5432 PGDATABASE=postgres PGUSER=$(id -un)
+PSQL="psql -X -q -At -v ON_ERROR_STOP=1"
+
+# q SQL: one statement (or an implicit transaction of several); prints rows
+q() { $PSQL -c "$1"; }
+# qf: a script on stdin, each statement in its own transaction
+qf() { $PSQL -f -; }
+
+now_s() { date +%s.%N; }
+# calc EXPR: floating-point arithmetic (awk), printed with up to 6 decimals
+calc() { awk "BEGIN { v = $1; printf \"%.6g\", v }"; }
+# fmt1 EXPR: one decimal
+fmt1() { awk "BEGIN { printf \"%.1f\", $1 }"; }
+# met VALUE OP THRESHOLD -> met | MISSED
+met() { awk -v v="$1" -v t="$3" "BEGIN { print ((v $2 t) ? \"met\" : \"MISSED\") }"; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# record SCENARIO NAME FIGURE VALUE UNIT BASELINE BASELINE_VALUE RATIO TARGET VERDICT NOTE
+record() {
+	local IFS=$'\t'
+	printf '%s\n' "$*" | tr -d '\r' >>"$RESULTS"
+}
+
+mock_reset() { curl -sf -X POST "$MOCK_URL/_mock/reset" >/dev/null; }
+mock_stats() { curl -sf "$MOCK_URL/_mock/stats"; }
+# jfield KEY[.KEY...] < json
+jfield() {
+	perl -MJSON::PP -0777 -e 'my $j = decode_json(<STDIN>);
+		for my $k (split /\./, $ARGV[0]) { $j = ref $j eq "HASH" ? $j->{$k} : undef }
+		print defined $j ? $j : 0' "$1"
+}
+
+# Load the mock's /_mock/accepted into bench.accepted (replacing it)
+load_accepted() {
+	curl -sf "$MOCK_URL/_mock/accepted" >"$W/accepted.tsv" || return 1
+	$PSQL -c "TRUNCATE bench.accepted" \
+		-c "\\copy bench.accepted FROM '$W/accepted.tsv' WITH (FORMAT text, NULL '')"
+}
+
+worker_pid() { q "SELECT pid FROM partoo.worker_status() WHERE database = current_database()"; }
+worker_done() { q "SELECT sent + retried + rejected + dead FROM partoo.worker_status() WHERE database = current_database()"; }
+
+# wait_drained TARGET [TIMEOUT_S]: until the worker has finished TARGET
+# messages since it started and the outbox is empty
+wait_drained() {
+	$PSQL -c "CALL bench.wait_drained($1, ${2:-300})"
+}
+
+# Enqueue N messages with content PREFIX-1..N in one transaction; prints
+# the epoch of the commit (taken right after it returned)
+enqueue_batch() {
+	qf <<-SQL
+	SELECT count(partoo_enqueue(12345, '$2-' || i)) FROM generate_series(1, $1) i \\g /dev/null
+	SELECT extract(epoch FROM clock_timestamp());
+	SQL
+}
+
+# check_once SCENARIO NAME PREFIX EXPECTED [STATE]: every message whose
+# content starts with PREFIX- was accepted by the mock exactly once, under
+# the partoo_id recorded, and is in STATE (default sent).  The mock must
+# have been reset at the start of the scenario.
+check_once() {
+	local scen=$1 name=$2 prefix=$3 expected=$4 state=${5:-sent}
+	local stats acc dist row verdict
+	stats=$(mock_stats)
+	acc=$(echo "$stats" | jfield accepted)
+	dist=$(echo "$stats" | jfield accepted_distinct_content)
+	load_accepted || { record "$scen" "$name" "check" "FAIL" "" "" "" "" "exactly once" "FAIL" "could not read /_mock/accepted"; return 1; }
+	row=$(q "SELECT (SELECT count(*) FROM bench.accepted WHERE kind = 'send' AND content LIKE '$prefix-%')
+		|| ' ' || count(*)
+		|| ' ' || count(*) FILTER (WHERE m.state = '$state')
+		|| ' ' || count(*) FILTER (WHERE EXISTS (SELECT 1 FROM bench.accepted a
+					WHERE a.kind = 'send' AND a.content = m.content AND a.message_id = m.partoo_id))
+		|| ' ' || (SELECT count(*) FROM partoo.outbox)
+		FROM partoo.messages m WHERE m.content LIKE '$prefix-%'")
+	set -- $row
+	if [ "$acc" = "$expected" ] && [ "$dist" = "$expected" ] && [ "$1" = "$expected" ] &&
+		[ "$2" = "$expected" ] && [ "$3" = "$expected" ] && [ "$4" = "$expected" ] && [ "$5" = 0 ]; then
+		verdict=OK
+	else
+		verdict=FAIL
+		checks_failed=$((checks_failed + 1))
+	fi
+	record "$scen" "$name" "check: each message sent exactly once" "$verdict" "" "" "" "" "" "$verdict" \
+		"expected $expected; mock accepted $acc, distinct contents $dist; rows $2, $state $3, matched by partoo_id $4; outbox left $5"
+	partoo_log "scenario $scen check: $verdict (expected $expected, mock accepted $acc distinct $dist, db $2 $state $3 matched $4, outbox $5)"
+}
+
+# wrk_rate CONNECTIONS SECONDS: the mock's ceiling, requests/s
+wrk_rate() {
+	mock_reset
+	wrk -t2 -c"$1" -d"$2"s -s "$R/test/mock/post.lua" "$MOCK_URL/v2/messages" \
+		>"$OUT/wrk-c$1.txt" 2>&1 </dev/null
+	awk '/^Requests\/sec:/ { print $2 }' "$OUT/wrk-c$1.txt"
+	mock_reset
+}
+
+# drain_rate PREFIX N T_COMMIT: messages/s from the commit to the last outcome recorded
+drain_seconds() {
+	q "SELECT extract(epoch FROM max(updated_at)) - $3 FROM partoo.messages WHERE content LIKE '$1-%'"
+}
+
+proc_status() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+# ---------------------------------------------------------------------
+# set-up
+# ---------------------------------------------------------------------
+
+partoo_log "building the mock server and the bench helpers"
+make -s -C test/mock >/dev/null 2>&1 || { echo "could not build the mock server"; exit 1; }
+make -s -C test/bench >/dev/null || { echo "could not build test/bench helpers"; exit 1; }
+
+MOCK_LOG=$W/mock.log partoo_start_mock "$R" --api-key bench-key --api-key-prefix key- ||
+	{ echo "could not start the mock server"; exit 1; }
+BG_PIDS="$BG_PIDS $MOCK_PID"
+
+partoo_log "starting a cluster in $W/data"
+initdb -D "$W/data" -A trust -E UTF8 --locale=C.UTF-8 --no-sync >"$W/initdb.log" 2>&1 ||
+	{ cat "$W/initdb.log"; exit 1; }
+preload=partoo
+[ -n "${BENCH_PROFILE:-}" ] && preload="partoo,pg_stat_statements"
+cat >>"$W/data/postgresql.conf" <<EOF
+
+# --- partoo benchmark ---
+listen_addresses = ''
+unix_socket_directories = '$W'
+port = 5432
+max_connections = 20
+shared_buffers = 256MB
+max_wal_size = 4GB
+checkpoint_timeout = 30min
+log_min_messages = warning
+shared_preload_libraries = '$preload'
+partoo.database = 'postgres'
+partoo.base_url = '$MOCK_URL/v2'
+partoo.api_key = 'bench-key'
+partoo.requests_per_minute = 0
+EOF
+[ -n "${BENCH_PROFILE:-}" ] && echo "pg_stat_statements.track = all" >>"$W/data/postgresql.conf"
+pg_ctl -D "$W/data" -l "$W/postgres.log" -w start >/dev/null || { cat "$W/postgres.log"; exit 1; }
+
+qf >/dev/null <<'SQL' || { echo "could not set up the database"; exit 1; }
+CREATE EXTENSION partoo;
+SELECT partoo.wake_worker();
+CREATE SCHEMA bench;
+CREATE TABLE bench.accepted (kind text, message_id bigint, conversation_id bigint,
+	content_type text, key text, time_us bigint, content text, image_len bigint,
+	image_fnv64 text);
+CREATE TABLE bench.trickle (seq int, commit_us bigint, id bigint);
+-- until the worker has finished target messages and the outbox is empty
+CREATE PROCEDURE bench.wait_drained(target bigint, timeout_s float8)
+LANGUAGE plpgsql AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + timeout_s * interval '1 second';
+	done boolean;
+BEGIN
+	LOOP
+		-- CASE: look at the outbox only once the counter says so
+		SELECT CASE WHEN (SELECT sent + retried + rejected + dead FROM partoo.worker_status()
+						   WHERE database = current_database()) >= target
+					THEN NOT EXISTS (SELECT 1 FROM partoo.outbox) ELSE false END
+		  INTO done;
+		EXIT WHEN done;
+		IF clock_timestamp() > deadline THEN
+			RAISE EXCEPTION 'the worker did not finish % messages within % s', target, timeout_s;
+		END IF;
+		COMMIT;
+		PERFORM pg_sleep(0.02);
+	END LOOP;
+END $$;
+SQL
+[ -n "${BENCH_PROFILE:-}" ] && q "CREATE EXTENSION pg_stat_statements" >/dev/null
+
+# warm-up: the worker has noticed the extension and has a connection open
+base=$(worker_done)
+enqueue_batch 100 warmup >/dev/null && wait_drained $((base + 100)) 60 ||
+	{ echo "the worker does not drain the outbox"; tail -n 20 "$W/postgres.log"; exit 1; }
+
+MAX_IN_FLIGHT=$(q "SHOW partoo.max_in_flight")
+{
+	echo "started	$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+	echo "commit	${BENCH_GIT:-unknown}"
+	echo "cpus	$(nproc) x $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+	echo "memory	$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+	echo "kernel	$(uname -r)"
+	echo "postgresql	$(postgres --version | sed 's/^postgres (PostgreSQL) //')"
+	echo "libcurl	$(curl-config --version | sed 's/^libcurl //')"
+	echo "settings	shared_buffers=256MB max_wal_size=4GB synchronous_commit=on fsync=on partoo.max_in_flight=$MAX_IN_FLIGHT partoo.batch_size=$(q 'SHOW partoo.batch_size')"
+	echo "load_at_start	$(loadavg)"
+} >"$OUT/meta.tsv"
+
+# ---------------------------------------------------------------------
+# scenarios
+# ---------------------------------------------------------------------
+
+# 1. Drain throughput: 50,000 messages committed at once, timed until all
+# are sent; baseline: wrk against the mock at the same concurrency.
+scenario_1() {
+	local n=50000 base t_commit secs rate ceiling
+	mock_reset
+	base=$(worker_done)
+	t_commit=$(enqueue_batch $n s1) || return 1
+	if [ -n "${BENCH_PROFILE:-}" ] && command -v perf >/dev/null; then
+		perf record -q -F 499 --call-graph dwarf,16384 -p "$(worker_pid)" -o "$OUT/perf-drain.data" \
+			>/dev/null 2>&1 &
+		PERF_PID=$!
+		BG_PIDS="$BG_PIDS $PERF_PID"
+	fi
+	wait_drained $((base + n)) 300 || { record 1 drain "drain throughput" "timeout" msg/s "" "" "" "≥ 10000" MISSED ""; return 1; }
+	if [ -n "${PERF_PID:-}" ]; then
+		kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null
+		BG_PIDS=${BG_PIDS/ $PERF_PID/}
+		perf report -i "$OUT/perf-drain.data" --stdio --no-children --percent-limit 0.7 \
+			>"$OUT/perf-drain.txt" 2>/dev/null
+		perf report -i "$OUT/perf-drain.data" --stdio --children --percent-limit 2 \
+			>"$OUT/perf-drain-children.txt" 2>/dev/null
+		PERF_PID=""
+	fi
+	secs=$(drain_seconds s1 $n "$t_commit")
+	rate=$(calc "$n / $secs")
+	check_once 1 drain s1 $n
+	ceiling=$(wrk_rate "$MAX_IN_FLIGHT" 5)
+	record 1 drain "drain throughput, $n msgs (took $(fmt1 "$secs") s)" "$rate" msg/s \
+		"mock ceiling: wrk -t2 -c$MAX_IN_FLIGHT post.lua" "$ceiling" "$(calc "$rate / $ceiling")" \
+		"≥ 10000 msg/s" "$(met "$rate" '>=' 10000)" ""
+}
+
+# 2. Trickle latency: 10 messages/s, one per transaction, for 20 s
+scenario_2() {
+	local base stats
+	mock_reset
+	base=$(worker_done)
+	"$R/test/bench/trickle" "host=$W dbname=postgres" 10 20 s2 >"$W/trickle.tsv" ||
+		{ record 2 trickle "latency" "error" ms "" "" "" "" "" "trickle failed"; return 1; }
+	wait_drained $((base + 200)) 60 || return 1
+	load_accepted
+	$PSQL -c "TRUNCATE bench.trickle" -c "\\copy bench.trickle FROM '$W/trickle.tsv'"
+	stats=$(q "SELECT round(percentile_disc(0.5) WITHIN GROUP (ORDER BY lat) / 1000.0, 3)
+			|| ' ' || round(percentile_disc(0.9) WITHIN GROUP (ORDER BY lat) / 1000.0, 3)
+			|| ' ' || round(percentile_disc(0.99) WITHIN GROUP (ORDER BY lat) / 1000.0, 3)
+			|| ' ' || round(max(lat) / 1000.0, 3) || ' ' || round(min(lat) / 1000.0, 3)
+			|| ' ' || count(*)
+		FROM (SELECT a.time_us - t.commit_us AS lat FROM bench.trickle t
+				JOIN bench.accepted a ON a.kind = 'send' AND a.content = 's2-' || t.seq) s")
+	set -- $stats
+	record 2 trickle "commit-to-request latency p50 ($6 msgs)" "$1" ms "" "" "" "≤ 2 ms" "$(met "$1" '<=' 2)" "min $5 ms"
+	record 2 trickle "commit-to-request latency p90" "$2" ms "" "" "" "" "" ""
+	record 2 trickle "commit-to-request latency p99" "$3" ms "" "" "" "≤ 10 ms" "$(met "$3" '<=' 10)" ""
+	record 2 trickle "commit-to-request latency max" "$4" ms "" "" "" "" "" ""
+	# the trickle messages are 0-based: s2-0..s2-199
+	check_once 2 trickle s2 200
+}
+
+# 3. Enqueue cost: 100,000 partoo_enqueue calls in one transaction vs
+# 100,000 plain INSERTs of the same columns into a table pair of the same
+# shape, with the same loop.  The plain pair first, so that the worker's
+# drain of the partoo rows cannot slow it down.
+scenario_3() {
+	local n=100000 plain enq base t_commit secs
+	mock_reset
+	q "DROP TABLE IF EXISTS bench.plain_messages, bench.plain_outbox;
+	   CREATE TABLE bench.plain_messages (LIKE partoo.messages INCLUDING ALL);
+	   CREATE TABLE bench.plain_outbox (LIKE partoo.outbox INCLUDING ALL)" >/dev/null
+	q "CHECKPOINT" >/dev/null
+	plain=$(qf <<-SQL
+	SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+	DO \$\$
+	DECLARE
+		mid bigint;
+	BEGIN
+		FOR i IN 1..$n LOOP
+			INSERT INTO bench.plain_messages
+				(account, conversation_id, content_type, content, url, image, filename,
+				 channel, metadata, created_by, created_at, idempotency_key, send_at, state)
+			VALUES (NULL, 12345, 'Text', 's3p-' || i, NULL, NULL, NULL, NULL, NULL,
+					current_user, now(), NULL, NULL, 'queued')
+			RETURNING id INTO mid;
+			INSERT INTO bench.plain_outbox (message_id, account, run_at)
+			VALUES (mid, '', now());
+		END LOOP;
+	END \$\$;
+	SELECT extract(epoch FROM clock_timestamp()) - :t0;
+	SQL
+	) || return 1
+	q "CHECKPOINT" >/dev/null
+	base=$(worker_done)
+	enq=$(qf <<-SQL
+	SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+	DO \$\$
+	BEGIN
+		FOR i IN 1..$n LOOP
+			PERFORM partoo_enqueue(12345, 's3-' || i);
+		END LOOP;
+	END \$\$;
+	SELECT extract(epoch FROM clock_timestamp()) - :t0;
+	SELECT extract(epoch FROM clock_timestamp());
+	SQL
+	) || return 1
+	set -- $enq
+	enq=$1
+	t_commit=$2
+	record 3 enqueue "$n partoo_enqueue calls, one transaction" "$(calc "$enq")" s \
+		"$n INSERT pairs, same loop" "$(calc "$plain")" "$(calc "$enq / $plain")" \
+		"ratio ≤ 1.3" "$(met "$(calc "$enq / $plain")" '<=' 1.3)" \
+		"$(calc "$n / $enq") vs $(calc "$n / $plain") calls/s"
+	wait_drained $((base + n)) 300 || return 1
+	secs=$(drain_seconds s3 $n "$t_commit")
+	record 3 enqueue "then: drain of those $n msgs (took $(fmt1 "$secs") s)" "$(calc "$n / $secs")" msg/s \
+		"" "" "" "" "" "informative"
+	check_once 3 enqueue s3 $n
+	q "DROP TABLE bench.plain_messages, bench.plain_outbox" >/dev/null
+}
+
+# 4. Many accounts, rate-limited: 200 accounts at 600 requests/minute,
+# the mock enforcing the same limit per key.  Rate achieved is counted in
+# the 30 s from 2 s after the first request (past the initial bursts).
+scenario_4() {
+	local accounts=200 rpm=600 per_acct=340 n base stats rl s429 burst limit1s
+	n=$((accounts * per_acct))
+	burst=$((rpm / 60 > 1 ? rpm / 60 : 1))
+	limit1s=$((rpm / 60 + burst))
+	mock_reset
+	curl -sf -X POST -d "{\"per_minute\":$rpm}" "$MOCK_URL/_mock/ratelimit" >/dev/null || return 1
+	q "INSERT INTO partoo.accounts (name, api_key, base_url, requests_per_minute)
+	   SELECT 'acct-' || a, 'key-' || a, '$MOCK_URL/v2', $rpm FROM generate_series(1, $accounts) a" >/dev/null
+	sleep 0.5					# the worker reloads its accounts
+	base=$(worker_done)
+	qf >/dev/null <<-SQL || return 1
+	SELECT count(partoo_enqueue(12345, 's4-' || a || '-' || r, account => 'acct-' || a))
+	  FROM generate_series(1, $per_acct) r, generate_series(1, $accounts) a;
+	SQL
+	wait_drained $((base + n)) 240 || return 1
+	load_accepted
+	stats=$(q "WITH s AS (SELECT * FROM bench.accepted WHERE kind = 'send'),
+		t AS (SELECT min(time_us) AS t0 FROM s),
+		w AS (SELECT key, count(*) OVER (PARTITION BY key ORDER BY time_us
+					RANGE BETWEEN CURRENT ROW AND 999999 FOLLOWING) AS c FROM s)
+		SELECT (SELECT count(*) FROM s, t WHERE time_us >= t0 + 2000000 AND time_us < t0 + 32000000)
+			|| ' ' || (SELECT max(c) FROM w)
+			|| ' ' || (SELECT count(DISTINCT key) FROM w WHERE c > $limit1s)
+			|| ' ' || (SELECT round((max(time_us) - min(time_us)) / 1e6, 1) FROM s)")
+	set -- $stats
+	local allowed=$((accounts * rpm / 60 * 30))
+	local frac
+	frac=$(calc "$1 / $allowed")
+	rl=$(mock_stats)
+	s429=$(( $(echo "$rl" | jfield rate_limited) + $(echo "$rl" | jfield status.429) ))
+	record 4 accounts "rate achieved, $accounts accounts x $rpm/min, 30 s window" "$(calc "$1 / 30")" msg/s \
+		"allowed by the limits" "$((accounts * rpm / 60))" "$frac" "ratio ≥ 0.97" "$(met "$frac" '>=' 0.97)" \
+		"$1 accepted in the window; all $n took $4 s"
+	record 4 accounts "most requests of one account in any 1 s" "$2" req \
+		"limit + burst" "$limit1s" "$(calc "$2 / $limit1s")" "≤ $limit1s" "$(met "$2" '<=' "$limit1s")" \
+		"$3 accounts over"
+	record 4 accounts "429 answers" "$s429" "" "" "" "" "0" "$(met "$s429" '==' 0)" ""
+	check_once 4 accounts s4 $n
+	curl -sf -X POST -d '{"per_minute":0}' "$MOCK_URL/_mock/ratelimit" >/dev/null
+	# NB: the other scenarios use the default account only
+	q "DELETE FROM partoo.accounts WHERE name LIKE 'acct-%'" >/dev/null
+}
+
+# 5. Webhook ingest: 100,000 message_updated events for known messages
+# through partoo_ingest_webhooks(), in calls of 1,000, vs an UPDATE ...
+# FROM unnest() of the same rows, in the same batches.
+scenario_5() {
+	local n=100000 batch=1000 have ingest plain applied err
+	have=$(q "SELECT count(*) FROM pg_proc WHERE proname = 'partoo_ingest_webhooks'")
+	if [ "$have" = 0 ]; then
+		record 5 webhooks "ingest throughput" "not available" "" "" "" "" "≥ 40000 events/s" "n/a" \
+			"partoo_ingest_webhooks() does not exist in this build"
+		return 0
+	fi
+	q "DROP TABLE IF EXISTS bench.hooks;
+	   CREATE TABLE bench.hooks AS
+	   SELECT (row_number() OVER (ORDER BY id) - 1) / $batch AS batch, id, partoo_id,
+			  json_build_object('type', 'message_updated', 'payload', json_build_object(
+				'message', json_build_object('id', partoo_id, 'conversation_id', conversation_id,
+					'date', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+					'content_type', content_type, 'sender_type', 'User', 'sender_label', 'Bench',
+					'status', 'Success', 'is_deleted', false, 'content', content,
+					'user_id', 'bench-user', 'custom_channel', NULL),
+				'conversation', json_build_object('id', conversation_id, 'messaging_partner', 'Whatsapp'),
+				'org_id', 1))::text AS payload
+		 FROM partoo.messages WHERE content LIKE 's3-%' AND state = 'sent' AND partoo_id IS NOT NULL
+		 ORDER BY id LIMIT $n;
+	   DROP TABLE IF EXISTS bench.hook_batches;
+	   CREATE TABLE bench.hook_batches AS
+	   SELECT batch, array_agg(payload ORDER BY id) AS payloads, array_agg(partoo_id ORDER BY id) AS ids
+		 FROM bench.hooks GROUP BY batch;
+	   SELECT count(*) FROM bench.hooks" >"$W/hooks.count" || return 1
+	if [ "$(cat "$W/hooks.count")" != "$n" ]; then
+		record 5 webhooks "ingest throughput" "not run" "" "" "" "" "" "n/a" \
+			"needs $n sent messages from scenario 3, found $(cat "$W/hooks.count")"
+		return 0
+	fi
+	q "VACUUM ANALYZE partoo.messages" >/dev/null
+	ingest=$(qf 2>"$W/ingest.err" <<-SQL
+	SET partoo.webhook_require_signature = off;
+	SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+	DO \$\$
+	DECLARE
+		b record;
+	BEGIN
+		FOR b IN SELECT payloads FROM bench.hook_batches ORDER BY batch LOOP
+			PERFORM partoo_ingest_webhooks(b.payloads);
+			COMMIT;
+		END LOOP;
+	END \$\$;
+	SELECT extract(epoch FROM clock_timestamp()) - :t0;
+	SQL
+	)
+	if [ $? != 0 ]; then
+		err=$(head -n 3 "$W/ingest.err" | tr '\n\t' '  ')
+		record 5 webhooks "ingest throughput" "error" "" "" "" "" "≥ 40000 events/s" "n/a" "$err"
+		return 0
+	fi
+	applied=$(q "SELECT count(*) FROM partoo.messages m JOIN bench.hooks h ON h.id = m.id
+				  WHERE m.partoo_status = 'Success' AND m.state = 'delivered'")
+	q "VACUUM ANALYZE partoo.messages" >/dev/null
+	plain=$(qf <<-SQL
+	SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+	DO \$\$
+	DECLARE
+		b record;
+	BEGIN
+		FOR b IN SELECT ids FROM bench.hook_batches ORDER BY batch LOOP
+			UPDATE partoo.messages m
+			   SET state = 'delivered', partoo_status = 'Success', status_at = now(), updated_at = now()
+			  FROM unnest(b.ids) AS u(partoo_id)
+			 WHERE m.partoo_id = u.partoo_id;
+			COMMIT;
+		END LOOP;
+	END \$\$;
+	SELECT extract(epoch FROM clock_timestamp()) - :t0;
+	SQL
+	) || return 1
+	local rate prate
+	rate=$(calc "$n / $ingest")
+	prate=$(calc "$n / $plain")
+	record 5 webhooks "ingest throughput, $n events in calls of $batch" "$rate" events/s \
+		"UPDATE ... FROM unnest(), same batches" "$prate" "$(calc "$rate / $prate")" \
+		"≥ 40000 events/s, ratio ≥ 0.3" \
+		"$(if [ "$(met "$rate" '>=' 40000)" = met ] && [ "$(met "$(calc "$rate / $prate")" '>=' 0.3)" = met ]; then echo met; else echo MISSED; fi)" ""
+	local verdict=OK
+	[ "$applied" = "$n" ] || { verdict=FAIL; checks_failed=$((checks_failed + 1)); }
+	record 5 webhooks "check: every event applied" "$verdict" "" "" "" "" "" "$verdict" \
+		"$applied of $n messages delivered with status Success"
+}
+
+# 6. Synchronous send: 5,000 partoo_send calls in one session vs the same
+# 5,000 POSTs from a plain libcurl loop on one connection.
+scenario_6() {
+	local n=5000 secs out crate rate
+	mock_reset
+	secs=$(qf <<-SQL
+	SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+	DO \$\$
+	BEGIN
+		FOR i IN 1..$n LOOP
+			PERFORM partoo_send(12345, 's6-' || i);
+		END LOOP;
+	END \$\$;
+	SELECT extract(epoch FROM clock_timestamp()) - :t0;
+	SQL
+	) || return 1
+	check_once 6 sync s6 $n
+	mock_reset
+	out=$("$R/test/bench/curl_loop" "$MOCK_URL/v2" bench-key $n s6c) || { echo "$out" >&2; return 1; }
+	crate=$(echo "$out" | sed -E 's/.*per_second=([0-9.]+).*/\1/')
+	rate=$(calc "$n / $secs")
+	record 6 sync "$n partoo_send calls, one session" "$rate" calls/s \
+		"plain libcurl loop, one connection" "$crate" "$(calc "$rate / $crate")" \
+		"ratio ≥ 0.5" "$(met "$(calc "$rate / $crate")" '>=' 0.5)" ""
+	local acc
+	acc=$(mock_stats | jfield accepted_distinct_content)
+	[ "$acc" = "$n" ] || record 6 sync "check: curl loop accepted" "FAIL" "" "" "" "" "" "FAIL" "$acc of $n"
+	mock_reset
+}
+
+# 7. Worker memory: RSS after 20,000 and after 200,000 messages (both
+# read with the worker idle, the outbox empty)
+scenario_7() {
+	local pid base t0 t1 rss1 anon1 shm1 rss2 anon2 shm2 growth agrowth
+	pid=$(worker_pid)
+	mock_reset
+	base=$(worker_done)
+	t0=$(now_s)
+	enqueue_batch 20000 s7 >/dev/null && wait_drained $((base + 20000)) 120 || return 1
+	sleep 0.5
+	rss1=$(proc_status "$pid" VmRSS); anon1=$(proc_status "$pid" RssAnon); shm1=$(proc_status "$pid" RssShmem)
+	local k
+	for k in 1 2 3 4 5 6; do
+		qf >/dev/null <<-SQL || return 1
+		SELECT count(partoo_enqueue(12345, 's7-' || i)) FROM generate_series(20001 + ($k - 1) * 30000, 20000 + $k * 30000) i;
+		SQL
+	done
+	wait_drained $((base + 200000)) 400 || return 1
+	t1=$(now_s)
+	sleep 0.5
+	[ "$(worker_pid)" = "$pid" ] || { record 7 memory "worker RSS" "restarted" "" "" "" "" "" "n/a" "the worker restarted"; return 1; }
+	rss2=$(proc_status "$pid" VmRSS); anon2=$(proc_status "$pid" RssAnon); shm2=$(proc_status "$pid" RssShmem)
+	growth=$(calc "($rss2 - $rss1) / $rss1")
+	agrowth=$(calc "($anon2 - $anon1) / $anon1")
+	record 7 memory "worker VmRSS growth, 20k -> 200k msgs" "$(calc "$growth * 100")" % \
+		"VmRSS kB after 20k -> 200k" "$rss1 -> $rss2" "" "≤ 5 %" "$(met "$growth" '<=' 0.05)" \
+		"VmRSS counts the shared buffers the worker touched: RssShmem $shm1 -> $shm2 kB; 200k msgs took $(fmt1 "$t1 - $t0") s"
+	record 7 memory "worker RssAnon (private) growth" "$(calc "$agrowth * 100")" % \
+		"RssAnon kB after 20k -> 200k" "$anon1 -> $anon2" "" "≤ 5 %" "$(met "$agrowth" '<=' 0.05)" ""
+	check_once 7 memory s7 200000
+}
+
+# Chart: drain throughput against partoo.max_in_flight, 20,000 messages
+# each, with the mock's ceiling at the same concurrency.
+scenario_chart() {
+	local c base t_commit secs rate ceiling
+	: >"$OUT/drain.dat"
+	for c in 8 16 32 64 128; do
+		q "ALTER SYSTEM SET partoo.max_in_flight = $c" >/dev/null
+		q "SELECT pg_reload_conf()" >/dev/null
+		sleep 0.3
+		mock_reset
+		base=$(worker_done)
+		t_commit=$(enqueue_batch 20000 "sc$c") || return 1
+		wait_drained $((base + 20000)) 120 || return 1
+		secs=$(drain_seconds "sc$c" 20000 "$t_commit")
+		rate=$(calc "20000 / $secs")
+		check_once chart "drain c=$c" "sc$c" 20000 >/dev/null
+		ceiling=$(wrk_rate "$c" 3)
+		printf '%s\t%s\t%s\n' "$c" "$rate" "$ceiling" >>"$OUT/drain.dat"
+		record chart drain-vs-in-flight "drain, max_in_flight=$c, 20000 msgs" "$rate" msg/s \
+			"mock ceiling: wrk -t2 -c$c" "$ceiling" "$(calc "$rate / $ceiling")" "" "" ""
+	done
+	q "ALTER SYSTEM RESET partoo.max_in_flight" >/dev/null
+	q "SELECT pg_reload_conf()" >/dev/null
+	gnuplot -e "datafile='$OUT/drain.dat'; outfile='$OUT/drain.png'; subtitle='$(head -c 60 <<<"$(awk -F'\t' '$1 == "cpus" { print $2 }' "$OUT/meta.tsv")"), $(date -u +%Y-%m-%d)'" \
+		"$R/test/bench/drain.gp" 2>"$W/gnuplot.log" || cat "$W/gnuplot.log" >&2
+}
+
+for s in $SCENARIOS; do
+	partoo_log "scenario $s (load average $(loadavg))"
+	t=$(now_s)
+	echo "load_before_$s	$(loadavg)" >>"$OUT/meta.tsv"
+	if ! "scenario_$s"; then
+		partoo_log "scenario $s did not complete"
+		echo "scenario $s did not complete; see $W/postgres.log" >>"$OUT/errors.txt"
+		record "$s" error "scenario did not complete" "error" "" "" "" "" "" "n/a" ""
+		checks_failed=$((checks_failed + 1))
+	fi
+	echo "seconds_$s	$(calc "$(now_s) - $t")" >>"$OUT/meta.tsv"
+done
+
+if [ -n "${BENCH_PROFILE:-}" ]; then
+	q "SELECT round(total_exec_time::numeric, 1) AS total_ms, calls,
+			  round((total_exec_time / calls)::numeric, 3) AS mean_ms, rows,
+			  left(regexp_replace(query, '\s+', ' ', 'g'), 160) AS query
+		 FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25" >"$OUT/pg_stat_statements.txt"
+fi
+
+{
+	echo "load_at_end	$(loadavg)"
+	echo "seconds_total	$(( $(date +%s) - BENCH_START ))"
+} >>"$OUT/meta.tsv"
+perl "$R/test/bench/report.pl" "$OUT"
+[ "$checks_failed" = 0 ]
