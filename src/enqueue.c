@@ -29,6 +29,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(partoo_enqueue);
 PG_FUNCTION_INFO_V1(partoo_enqueue_trigger);
@@ -71,6 +72,11 @@ enqueue(PartooMessageInput *in, const char *idempotency_key,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("idempotency_key must be between 1 and 200 bytes long"),
 				 errhint("Pass NULL when the message needs no idempotency key.")));
+	if (has_send_at && TIMESTAMP_NOT_FINITE(send_at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("send_at must be a finite time"),
+				 errhint("Pass NULL to send as soon as the transaction commits.")));
 	check_account(in->account);
 	id = partoo_store_enqueue(in, idempotency_key, has_send_at, send_at);
 	partoo_wake_at_commit();

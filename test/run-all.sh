@@ -138,7 +138,7 @@ stage_regress() {
 	sed "s|@MOCK_URL@|$MOCK_URL|g" test/regress.conf.in >"$W/regress.conf"
 	export PARTOO_MOCK_URL=$MOCK_URL
 	local tests
-	tests=$(sed -n 's/^REGRESS = //p' Makefile)
+	tests=${PARTOO_REGRESS:-$(sed -n 's/^REGRESS = //p' Makefile)}
 	"$PGXS_DIR/test/regress/pg_regress" \
 		--temp-instance="$W/tmp_check" --temp-config="$W/regress.conf" \
 		--inputdir=. --outputdir="$W/regress" --bindir="$BINDIR" \
