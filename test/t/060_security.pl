@@ -73,6 +73,17 @@ like($err, qr/must be superuser/, 'SHOW refuses it to a sender');
 ($ret, $out, $err) = $node->psql('postgres', "SELECT partoo_enqueue(105, 'by sender') > 0", extra_params => ['-U', 'sender']);
 is($out, 't', 'a role granted EXECUTE can enqueue without table privileges');
 
+# invalid UTF-8 can only come from a SQL_ASCII database: refused, not sent
+$node->safe_psql('postgres', "CREATE DATABASE ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+$node->safe_psql('ascii', 'CREATE EXTENSION partoo');
+{
+	local $ENV{PGCLIENTENCODING} = 'SQL_ASCII';
+	($ret, $out, $err) = $node->psql('ascii', "SELECT partoo_send(106, E'caf\\xe9 ok')");
+}
+like($err, qr/invalid byte sequence for encoding "UTF8"|not valid UTF-8/, 'invalid UTF-8 is refused before anything is sent');
+($ret, $out, $err) = $node->psql('ascii', "SELECT count(*) FROM partoo.messages");
+is($out, '0', 'and nothing was recorded');
+
 $node->stop;
 my $log = slurp_file($node->logfile);
 unlike($log, qr/sekrit/, 'no API key anywhere in the server log at debug5 with log_statement = all');
