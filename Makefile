@@ -8,6 +8,8 @@
 #   make check-asan             regress and TAP again against a build with ASan and
 #                               UBSan, then the normal build back (as root; this is
 #                               test/run-all.sh asan)
+#   make bench                  the benchmark suite, as root (test/bench/run.sh;
+#                               results in test/bench/out/)
 #
 # Warnings-as-errors are not set here: CI passes them through PG_CFLAGS.
 
@@ -20,12 +22,13 @@ CORE_OBJS = src/validate.o src/request.o src/response.o src/ratelimit.o \
 	src/webhook_parse.o src/signature.o
 OBJS = $(CORE_OBJS) \
 	src/partoo.o src/http.o src/message.o src/store.o src/send.o \
-	src/enqueue.o src/shmem.o src/outbox.o src/worker.o src/webhook.o
+	src/enqueue.o src/shmem.o src/outbox.o src/worker.o src/webhook.o \
+	src/webhook_apply.o src/webhook_dispatch.o
 
 DATA = sql/partoo--0.1.sql
 PGFILEDESC = "partoo - send messages through the Partoo API from PostgreSQL"
 
-REGRESS = 01_setup 02_validation 03_send 04_http_errors 05_retry 06_security 07_enqueue 08_worker_admin 09_webhooks
+REGRESS = 01_setup 02_validation 03_send 04_http_errors 05_retry 06_security 07_enqueue 08_worker_admin 09_webhooks 10_bad_input
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check \
 	--inputdir=. --load-extension=partoo
 
@@ -38,7 +41,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: unit fuzz check-asan
+.PHONY: unit fuzz check-asan bench
 unit:
 	$(MAKE) -C test/unit
 
@@ -47,3 +50,6 @@ fuzz:
 
 check-asan:
 	bash test/run-all.sh asan
+
+bench:
+	bash test/bench/run.sh

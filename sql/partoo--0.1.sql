@@ -146,7 +146,7 @@ CREATE TABLE partoo.events (
 	status text,
 	event_at timestamptz,
 	order_key text,
-	dedup_key text NOT NULL,
+	dedup_key text COLLATE "C" NOT NULL,
 	payload text NOT NULL,
 	outcome text NOT NULL
 		CONSTRAINT events_outcome_check CHECK (outcome IN ('applied', 'stale', 'pending', 'ignored')),
@@ -156,7 +156,9 @@ CREATE TABLE partoo.events (
 	CONSTRAINT events_dedup_key_key UNIQUE (dedup_key)
 );
 CREATE INDEX events_pending_idx ON partoo.events (partoo_id) WHERE outcome = 'pending';
-CREATE INDEX events_received_at_idx ON partoo.events (received_at);
+-- received_at follows the physical order of an append-only table: BRIN is enough for purge
+CREATE INDEX events_received_at_idx ON partoo.events USING brin (received_at)
+	WITH (autosummarize = on);
 REVOKE ALL ON partoo.events FROM PUBLIC;
 COMMENT ON TABLE partoo.events IS 'webhook events accepted, append-only; duplicates are not stored';
 

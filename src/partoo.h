@@ -239,4 +239,71 @@ extern int	partoo_webhook_max_bytes;
 
 extern void partoo_webhook_define_gucs(void);
 
+/* in webhook_apply.c */
+
+/*
+ * One webhook event on its way into the tables: what the protocol core
+ * parsed (strings copied into palloc'd memory, checked to be valid in the
+ * database encoding), then what was decided.  Strings may be shared with
+ * the previous event of a batch.
+ */
+typedef struct PartooIngestEvent
+{
+	PartooWebhookSource source;
+	bool		concerns_status;
+	char	   *event_type;
+	char	   *status_raw;
+	char	   *channel;
+	char	   *content_type;
+	char	   *sender_type;
+	bool		has_event_at;
+	TimestampTz event_at;
+	char	   *dedup_key;		/* final: Partoo keys get the retry suffix */
+	char	   *order_key;
+
+	int64		partoo_id;
+	PartooStatus status;
+	int			is_deleted;
+
+	char	   *dispatch_id;
+	char	   *recipient;
+	int32		part;
+	int32		total_parts;
+	int32		status_order;
+	PartooDispatchStatus dstatus;
+	char	   *dispatch_metadata;
+
+	Datum		payload;		/* text, the body as received */
+	int64		event_id;		/* partoo.events.id (pending application) */
+
+	/* the decision */
+	const char *outcome;		/* applied, stale, pending, ignored,
+								 * duplicate */
+	bool		has_message_id;
+	int64		message_id;
+} PartooIngestEvent;
+
+/* SPI plans, without executor/spi.h here */
+struct _SPI_plan;
+
+extern void partoo_webhook_ingest(PartooIngestEvent **evs, int n, Datum payloads);
+extern void partoo_webhook_apply_recorded(int64 *pids, int n);
+extern bool partoo_webhook_applying(void);
+extern struct _SPI_plan *partoo_webhook_keep_plan(struct _SPI_plan **slot,
+												  const char *sql, int nargs,
+												  Oid *argtypes);
+extern int	partoo_webhook_run_plan(struct _SPI_plan *plan, Datum *args,
+									const char *nulls);
+extern Datum partoo_webhook_make_array(Datum *elems, bool *nulls, int n,
+									   Oid elemtype);
+
+/* in webhook_dispatch.c */
+typedef struct PartooDispatchSet PartooDispatchSet;
+
+extern PartooDispatchSet *partoo_dispatch_set_create(PartooIngestEvent **evs, int n);
+extern void partoo_dispatch_fetch(PartooDispatchSet *ds, const char *created_by);
+extern const char *partoo_dispatch_decide(PartooDispatchSet *ds,
+										  PartooIngestEvent *ev);
+extern void partoo_dispatch_write(PartooDispatchSet *ds);
+
 #endif							/* PARTOO_H */

@@ -254,6 +254,8 @@ extern int64_t partoo_ratelimit_paused_until(const PartooRateLimiter *rl);
 
 /* Longest dispatchId, channelIdentifier, messageId, type or status */
 #define PARTOO_WEBHOOK_FIELD_MAX_BYTES	255
+/* Largest dispatch messageTotalParts (an SMS of 1,000 parts is 150 kB) */
+#define PARTOO_DISPATCH_MAX_PARTS		1000
 
 typedef enum PartooWebhookSource
 {
@@ -307,7 +309,8 @@ typedef struct PartooWebhookEvent
 	 * for every attempt.  Dispatch: "dispatch/<n>:<dispatchId>/<n>:
 	 * <channelIdentifier>/<part>/<statusDate>/<statusOrder>/<n>:<status>",
 	 * <n> being the byte length of the string after it.  Events that
-	 * concern no status: "partoo/ignored/<sha256 of the canonical JSON>".
+	 * concern no status: "partoo/ignored/<sha256 of the body without the
+	 * whitespace outside strings>".
 	 */
 	char	   *dedup_key;
 
@@ -359,7 +362,7 @@ typedef struct PartooWebhookError
  * looking at them.  Returns the event, or NULL with *err filled.  Refused:
  * not JSON, a \u0000 escape, not an object, neither format, a field of
  * the wrong type, an id or a date that does not parse, a dispatch part
- * outside 1..messageTotalParts.  Unknown event types, statuses, content
+ * outside 1..messageTotalParts, more than PARTOO_DISPATCH_MAX_PARTS parts.  Unknown event types, statuses, content
  * types and sender types are accepted.  Never throws; no global state.
  */
 extern PartooWebhookEvent *partoo_webhook_parse(const char *body, size_t len,

@@ -427,7 +427,8 @@ check_date(const char *date, PartooProblem *err)
 		return set_problem(err, PARTOO_PROBLEM_INVALID, "message date is missing",
 						   "The date of a message is set by partoo itself; this is an internal error.",
 						   NULL);
-	for (i = 0; i < PARTOO_DATE_BUFLEN && date[i] != '\0'; i++)
+	/* at most what a PARTOO_DATE_BUFLEN buffer holds, NUL included */
+	for (i = 0; i < PARTOO_DATE_BUFLEN - 1 && date[i] != '\0'; i++)
 		if ((unsigned char) date[i] <= 0x20 || (unsigned char) date[i] >= 0x7F)
 			break;
 	if (i == 0 || date[i] != '\0')

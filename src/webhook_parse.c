@@ -754,24 +754,47 @@ mprintf(const char *fmt,...)
 }
 
 /*
- * Key of an event that concerns no status: the SHA-256 of the payload
- * re-printed compactly by cJSON, which drops insignificant whitespace and
- * normalises escapes and numbers.
+ * Key of an event that concerns no status: the SHA-256 of the body with
+ * the whitespace outside strings removed.  NB: not of cJSON's re-print,
+ * which rounds numbers beyond 15 significant digits and would make two
+ * different events look the same.  The body has been parsed, so it is
+ * valid JSON: outside strings, a backslash cannot occur.
  */
 static char *
-canonical_hash_key(const cJSON *root)
+canonical_hash_key(const char *body, size_t len)
 {
-	char	   *canon = cJSON_PrintUnformatted(root);
+	char	   *compact = malloc(len + 1);
+	size_t		n = 0;
+	size_t		i;
+	bool		in_string = false;
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	char		hex[2 * EVP_MAX_MD_SIZE + 1];
-	unsigned int i;
 	int			ok;
 
-	if (canon == NULL)
+	if (compact == NULL)
 		return NULL;
-	ok = EVP_Digest(canon, strlen(canon), md, &mdlen, EVP_sha256(), NULL);
-	cJSON_free(canon);
+	for (i = 0; i < len; i++)
+	{
+		char		c = body[i];
+
+		if (in_string)
+		{
+			compact[n++] = c;
+			if (c == '\\' && i + 1 < len)
+				compact[n++] = body[++i];
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (!is_space(c))
+		{
+			compact[n++] = c;
+			if (c == '"')
+				in_string = true;
+		}
+	}
+	ok = EVP_Digest(compact, n, md, &mdlen, EVP_sha256(), NULL);
+	free(compact);
 	if (!ok)
 		return NULL;
 	for (i = 0; i < mdlen; i++)
@@ -785,7 +808,8 @@ canonical_hash_key(const cJSON *root)
  */
 
 static bool
-parse_partoo(const cJSON *root, PartooWebhookEvent *ev, PartooWebhookError *err)
+parse_partoo(const cJSON *root, const char *body, size_t len,
+			 PartooWebhookEvent *ev, PartooWebhookError *err)
 {
 	const cJSON *payload;
 	const cJSON *msg;
@@ -875,7 +899,7 @@ parse_partoo(const cJSON *root, PartooWebhookEvent *ev, PartooWebhookError *err)
 								ev->is_deleted == 1 ? 't' :
 								ev->is_deleted == 0 ? 'f' : '-');
 	else
-		ev->dedup_key = canonical_hash_key(root);
+		ev->dedup_key = canonical_hash_key(body, len);
 	if (ev->dedup_key == NULL)
 	{
 		no_memory(err);
@@ -914,13 +938,14 @@ parse_dispatch(const cJSON *root, PartooWebhookEvent *ev, PartooWebhookError *er
 		return false;
 
 	ev->part = 1;
-	if (!get_int(root, "messagePart", "messagePart", 1, INT32_MAX, &n, &present, err))
+	if (!get_int(root, "messagePart", "messagePart", 1, PARTOO_DISPATCH_MAX_PARTS,
+				 &n, &present, err))
 		return false;
 	if (present)
 		ev->part = (int32_t) n;
 	ev->total_parts = ev->part;
-	if (!get_int(root, "messageTotalParts", "messageTotalParts", 1, INT32_MAX,
-				 &n, &present, err))
+	if (!get_int(root, "messageTotalParts", "messageTotalParts", 1,
+				 PARTOO_DISPATCH_MAX_PARTS, &n, &present, err))
 		return false;
 	if (present)
 		ev->total_parts = (int32_t) n;
@@ -1042,7 +1067,7 @@ partoo_webhook_parse(const char *body, size_t len, size_t max_len,
 
 	if (cJSON_GetObjectItemCaseSensitive(root, "type") != NULL &&
 		cJSON_GetObjectItemCaseSensitive(root, "payload") != NULL)
-		ok = parse_partoo(root, ev, err);
+		ok = parse_partoo(root, body, len, ev, err);
 	else if (cJSON_GetObjectItemCaseSensitive(root, "dispatchId") != NULL)
 		ok = parse_dispatch(root, ev, err);
 	else

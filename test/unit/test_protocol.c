@@ -1341,13 +1341,14 @@ test_ratelimit(void)
 	unit_note("rate limiter");
 	unit_check(partoo_ratelimit_create(-1, 0, 0) == NULL, "negative per_minute refused");
 
-	greedy(300, 10, 0, 600000, 2990, "300/min burst 10, 10 minutes");
-	greedy(300, 300, 0, 600000, 2990, "300/min burst 300, 10 minutes");
-	greedy(300, 0, 1000000, 600000, 2990, "300/min default burst");
-	greedy(60, 1, -300000, 600000, 599, "60/min burst 1, negative clock");
+	/* minimums allow for the window log's 500 ms guard (60 s / 60.5 s) */
+	greedy(300, 10, 0, 600000, 2960, "300/min burst 10, 10 minutes");
+	greedy(300, 300, 0, 600000, 2960, "300/min burst 300, 10 minutes");
+	greedy(300, 0, 1000000, 600000, 2960, "300/min default burst");
+	greedy(60, 1, -300000, 600000, 593, "60/min burst 1, negative clock");
 	greedy(1, 1, 0, 600000, 10, "1/min");
 	greedy(7, 3, 0, 600000, 70, "7/min burst 3");
-	greedy(100000, 50, 0, 600000, 999000, "100000/min burst 50");
+	greedy(100000, 50, 0, 600000, 990000, "100000/min burst 50");
 
 	/* default burst and exact waits */
 	rl = partoo_ratelimit_create(60, 0, 0);
@@ -1365,10 +1366,10 @@ test_ratelimit(void)
 	rl = partoo_ratelimit_create(2, 2, 0);
 	unit_check(partoo_ratelimit_acquire(rl, 0) == 0 && partoo_ratelimit_acquire(rl, 10) == 0,
 			   "2/min: two sends");
-	unit_check_int(partoo_ratelimit_acquire(rl, 20), 59980, "2/min: third waits for the window");
+	unit_check_int(partoo_ratelimit_acquire(rl, 20), 60480, "2/min: third waits for the window (60 s plus the 500 ms guard)");
 	partoo_ratelimit_release(rl, 30);
 	unit_check_int(partoo_ratelimit_acquire(rl, 30), 0, "2/min: release frees the window");
-	unit_check_int(partoo_ratelimit_acquire(rl, 40), 59960, "2/min: window full again");
+	unit_check_int(partoo_ratelimit_acquire(rl, 40), 60460, "2/min: window full again");
 	partoo_ratelimit_release(rl, 50);
 	partoo_ratelimit_release(rl, 50);
 	partoo_ratelimit_release(rl, 50);
@@ -1411,7 +1412,7 @@ test_ratelimit(void)
 		ok = ok && partoo_ratelimit_acquire(rl, round) == 0;
 	unit_check(ok, "configure: 10 sends");
 	unit_check_int(partoo_ratelimit_configure(rl, 5, 5, 100), 0, "configure to 5/min");
-	unit_check_int(partoo_ratelimit_acquire(rl, 100), 59905,
+	unit_check_int(partoo_ratelimit_acquire(rl, 100), 60405,
 				   "configure down: the 5 most recent sends (5..9) are kept");
 	unit_check_int(partoo_ratelimit_configure(rl, 20, 20, 100), 0, "configure to 20/min");
 	unit_check_int(partoo_ratelimit_acquire(rl, 100), 2950,
@@ -1543,6 +1544,23 @@ test_fuzz_findings(void)
 			  "2^53 - 1 as a float");
 	expect_id("{\"message_id\":9007199254740992}", true, INT64_C(9007199254740992),
 			  "2^53 as digits");
+
+	/*
+	 * fuzz_request: a date of PARTOO_DATE_BUFLEN characters passed, though
+	 * it does not fit the buffer partoo_format_date() fills.
+	 */
+	{
+		char		date[PARTOO_DATE_BUFLEN + 1];
+		PartooMessage m = text_msg("hello");
+
+		memset(date, '1', PARTOO_DATE_BUFLEN);
+		date[PARTOO_DATE_BUFLEN] = '\0';
+		m.date = date;
+		expect_invalid(&m, PARTOO_PROBLEM_INVALID, "message date is not valid",
+					   "date of PARTOO_DATE_BUFLEN characters");
+		date[PARTOO_DATE_BUFLEN - 1] = '\0';
+		expect_valid(&m, "date of PARTOO_DATE_BUFLEN - 1 characters");
+	}
 
 	/*
 	 * fuzz_ratelimit: lowering the limit dropped logged sends, so raising

@@ -314,6 +314,8 @@ test_malformed(void)
 			PARTOO_WHE_INVALID, "part beyond total");
 	refused("{\"dispatchId\": \"d\", \"channelIdentifier\": \"x\", \"status\": \"READ\", \"statusDate\": \"2024-05-01T10:00:00Z\", \"messagePart\": 0}",
 			PARTOO_WHE_INVALID, "part zero");
+	refused("{\"dispatchId\": \"d\", \"channelIdentifier\": \"x\", \"status\": \"READ\", \"statusDate\": \"2024-05-01T10:00:00Z\", \"messagePart\": 1, \"messageTotalParts\": 1001}",
+			PARTOO_WHE_INVALID, "more than 1000 parts");
 	refused("{\"dispatchId\": \"d\", \"channelIdentifier\": \"x\", \"status\": \"READ\", \"statusDate\": \"2024-05-01T10:00:00Z\", \"statusOrder\": 2147483648}",
 			PARTOO_WHE_INVALID, "statusOrder beyond int32");
 	refused("{\"dispatchId\": \"d\", \"channelIdentifier\": \"x\", \"status\": \"READ\", \"statusDate\": \"2024-05-01T10:00:00Z\", \"dispatchMetadata\": \"x\"}",
