@@ -13,6 +13,7 @@ use warnings;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use List::Util qw(shuffle);
+use POSIX ();
 use Time::HiRes qw(usleep time);
 use lib $ENV{PARTOO_REPO} . '/test/t';
 use PartooTest;
@@ -69,6 +70,16 @@ my $child = fork();
 die "fork: $!" unless defined $child;
 if ($child == 0)
 {
+	# NB: the server crashes under this process's feet: ignore SIGPIPE,
+	# survive psql failures, and leave with _exit so that the test
+	# framework's END blocks (which stop the node) run in the parent only
+	$SIG{PIPE} = 'IGNORE';
+	eval { ingest_loop(); };
+	POSIX::_exit(0);
+}
+
+sub ingest_loop
+{
 	my %done;
 	my $deadline = time() + ($large ? 1500 : 400);
 	while (time() < $deadline)
@@ -89,18 +100,21 @@ if ($child == 0)
 			# the server may be restarting: retry until it answers
 			for (1 .. 100)
 			{
-				my ($ret) = $node->psql('postgres',
-					"SELECT count(*) FROM partoo_ingest_webhooks(ARRAY[$arr]::text[])");
+				my $ret = eval {
+					($node->psql('postgres',
+						"SELECT count(*) FROM partoo_ingest_webhooks(ARRAY[$arr]::text[])"))[0];
+				} // 1;
 				last if $ret == 0;
 				usleep(200_000);
 			}
 		}
-		my ($ret, $left) = $node->psql('postgres',
-			"SELECT count(*) FROM partoo.messages WHERE state IN ('queued', 'sending')");
-		last if $ret == 0 && $left eq '0' && !@batch && -e "$ENV{TESTDIR}/soak.stop";
+		my ($ret, $left) = eval {
+			$node->psql('postgres',
+				"SELECT count(*) FROM partoo.messages WHERE state IN ('queued', 'sending')");
+		};
+		last if ($ret // 1) == 0 && $left eq '0' && -e "$ENV{TESTDIR}/soak.stop";
 		usleep(300_000);
 	}
-	exit 0;
 }
 
 # chaos: SIGKILL the worker every few seconds, one immediate restart
