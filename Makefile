@@ -14,7 +14,7 @@
 # Warnings-as-errors are not set here: CI passes them through PG_CFLAGS.
 
 EXTENSION = partoo
-EXTVERSION = 0.1
+EXTVERSION = 0.2
 MODULE_big = partoo
 
 # The protocol core (no postgres.h) first, then the PostgreSQL side.
@@ -25,7 +25,7 @@ OBJS = $(CORE_OBJS) \
 	src/enqueue.o src/shmem.o src/outbox.o src/worker.o src/webhook.o \
 	src/webhook_apply.o src/webhook_dispatch.o
 
-DATA = sql/partoo--0.1.sql
+DATA = sql/partoo--0.1.sql sql/partoo--0.1--0.2.sql
 PGFILEDESC = "partoo - send messages through the Partoo API from PostgreSQL"
 
 REGRESS = 01_setup 02_validation 03_send 04_http_errors 05_retry 06_security 07_enqueue 08_worker_admin 09_webhooks 10_bad_input

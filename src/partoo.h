@@ -23,7 +23,7 @@
 
 #include "protocol.h"
 
-#define PARTOO_VERSION "0.1"
+#define PARTOO_VERSION "0.2"
 #define PARTOO_USER_AGENT "partoo-pg/" PARTOO_VERSION
 
 /* Largest response body we keep; larger ones fail the request */
