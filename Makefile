@@ -28,7 +28,7 @@ OBJS = $(CORE_OBJS) \
 DATA = sql/partoo--0.1.sql sql/partoo--0.1--0.2.sql
 PGFILEDESC = "partoo - send messages through the Partoo API from PostgreSQL"
 
-REGRESS = 01_setup 02_validation 03_send 04_http_errors 05_retry 06_security 07_enqueue 08_worker_admin 09_webhooks 10_bad_input
+REGRESS = 01_setup 02_validation 03_send 04_http_errors 05_retry 06_security 07_enqueue 08_worker_admin 09_webhooks 10_bad_input 11_privileges
 REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check \
 	--inputdir=. --load-extension=partoo
 
