@@ -45,7 +45,10 @@ sub human {
 	my ($v) = @_;
 	return $v unless defined $v && $v =~ /^-?\d+(\.\d+)?(e[-+]?\d+)?$/i;
 	my $s;
-	if (abs($v) >= 100) {
+	if ($v =~ /^-?\d+$/) {
+		$s = $v;
+		1 while $s =~ s/^(-?\d+)(\d{3})/$1,$2/;
+	} elsif (abs($v) >= 100) {
 		$s = sprintf '%.0f', $v;
 		1 while $s =~ s/^(-?\d+)(\d{3})/$1,$2/;
 	} elsif (abs($v) >= 10) {
@@ -109,9 +112,15 @@ for my $t (@table) {
 	$out .= line(@$t[0 .. 7]);
 	$out .= (' ' x ($w[0] + 2)) . "  ($t->[8])\n" if $t->[8] ne '';
 }
-my @secs = map { /^seconds_(.+)$/ ? "$1 " . sprintf('%.0f', $meta{$_}) . ' s' : () } grep { /^seconds_(?!total)/ } @meta;
-$out .= "\nscenario durations: " . join(', ', @secs) . "\n" if @secs;
-$out .= "whole bench: $meta{seconds_total} s\n" if exists $meta{seconds_total};
+my @secs = map {
+	my ($s) = /^seconds_(.+)$/;
+	my $o = $meta{"other_cpu_$s"};
+	"$s: " . sprintf('%.0f s', $meta{$_}) . (defined $o && $o =~ /^-?[\d.]/ ? sprintf(' (%.0f%%)', $o < 0 ? 0 : $o) : '')
+} grep { /^seconds_(?!total)/ } @meta;
+$out .= "\nscenario durations, and in brackets the CPU other processes on the machine took meanwhile\n"
+	. "(share of all cores; noise): " . join(', ', @secs) . "\n" if @secs;
+$out .= "worker errors logged: $meta{worker_errors}\n" if exists $meta{worker_errors};
+$out .= "whole bench: $meta{seconds_total} s (build included when run as root)\n" if exists $meta{seconds_total};
 my $missed = grep { $_->{verdict} eq 'MISSED' } @rows;
 my $met = grep { $_->{verdict} eq 'met' } @rows;
 my $failed = grep { $_->{verdict} eq 'FAIL' } @rows;

@@ -37,6 +37,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 
@@ -142,17 +143,13 @@ make_image(FuzzReader *r, size_t *len)
 {
 	uint8_t		sel = fr_u8(r);
 	size_t		mlen = magics[sel % lengthof(magics)].len;
-	size_t		blen;
-	char	   *body = fr_blob(r, IMAGE_MAX - mlen, &blen);
-	unsigned char *image = malloc(mlen + blen + 1);
+	unsigned char *image;
 
-	if (image == NULL)
-		abort();
-	memcpy(image, magics[sel % lengthof(magics)].bytes, mlen);
-	memcpy(image + mlen, body, blen);
-	free(body);
+	image = (unsigned char *) fr_blob_after(r, magics[sel % lengthof(magics)].bytes,
+											mlen, IMAGE_MAX - mlen, len);
 	/* the high bit of the selector asks for an image of length zero */
-	*len = (sel & 0x80) ? 0 : mlen + blen;
+	if (sel & 0x80)
+		*len = 0;
 	return image;
 }
 
@@ -231,6 +228,26 @@ decode_message(FuzzReader *r, FuzzMessage *fm)
 			fm->m.date = fm->date;
 			break;
 	}
+}
+
+/*
+ * The name lookups, on the file name's bytes: a name is recognised only
+ * if it is the canonical one but for ASCII case, and names round-trip.
+ */
+static void
+check_names(const char *s)
+{
+	PartooContentType ct = partoo_content_type_from_name(s);
+	PartooChannel ch = partoo_channel_from_name(s);
+
+	if (ct != PARTOO_CT_INVALID)
+		FUZZ_ASSERT(strcasecmp(s, partoo_content_type_name(ct)) == 0 &&
+					partoo_content_type_from_name(partoo_content_type_name(ct)) == ct);
+	if (s == NULL)
+		FUZZ_ASSERT(ch == PARTOO_CH_NONE);
+	else if (ch != PARTOO_CH_INVALID)
+		FUZZ_ASSERT(strcasecmp(s, partoo_channel_name(ch)) == 0 &&
+					partoo_channel_from_name(partoo_channel_name(ch)) == ch);
 }
 
 static void
@@ -562,6 +579,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	fr_init(&r, data, size);
 	decode_message(&r, &fm);
+	check_names(fm.filename);
 
 	/* poison the problems: validation must reset them */
 	memset(&err, 'x', sizeof(err));

@@ -9,7 +9,8 @@
  * bounded, valid UTF-8 and on one line (it goes into an errdetail and the
  * outbox), success means a 2xx with "status": "success", and a message_id
  * is never a wrong one.  The same bytes, NUL-terminated, are also a
- * Retry-After header value, and the status a failure class.
+ * Retry-After header value (its dates checked against timegm()), and the
+ * status a failure class.
  *
  * Input layout: byte 0 picks the HTTP status, byte 1 the "now" Retry-After
  * dates are measured from, the rest is the body.  A violated invariant
@@ -19,6 +20,9 @@
  *
  *-------------------------------------------------------------------------
  */
+/* timegm() is a GNU and BSD extension */
+#define _GNU_SOURCE
+
 #include "protocol.h"
 #include "reader.h"
 
@@ -26,6 +30,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -147,9 +152,61 @@ check_classify(long status)
 		FUZZ_ASSERT(fc == PARTOO_FC_RETRYABLE);
 }
 
+/* n decimal digits at s, which the parser has already checked */
+static int
+fixed_digits(const char *s, int n)
+{
+	int			v = 0;
+
+	while (n-- > 0)
+		v = v * 10 + (*s++ - '0');
+	return v;
+}
+
 /*
- * Retry-After: always -1 or 0..86400, and delta-seconds (digits only,
- * after trimming blanks) must give exactly their value, capped.
+ * An IMF-fixdate the parser accepted ("Sun, 06 Nov 1994 08:49:37 GMT",
+ * 29 bytes at s) must give the wait glibc's timegm() gives for it.
+ */
+static void
+check_imf_date(const char *s, size_t len, int64_t now, long got)
+{
+	static const char months[] = "janfebmaraprmayjunjulaugsepoctnovdec";
+	struct tm	tm;
+	char		mon[4];
+	const char *hit;
+	int64_t		when;
+	long		want;
+	int			i;
+
+	FUZZ_ASSERT(len == 29);
+	for (i = 0; i < 3; i++)
+		mon[i] = (char) (s[8 + i] | 0x20);
+	mon[3] = '\0';
+	hit = strstr(months, mon);
+	FUZZ_ASSERT(hit != NULL && (hit - months) % 3 == 0);
+
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_mday = fixed_digits(s + 5, 2);
+	tm.tm_mon = (int) ((hit - months) / 3);
+	tm.tm_year = fixed_digits(s + 12, 4) - 1900;
+	tm.tm_hour = fixed_digits(s + 17, 2);
+	tm.tm_min = fixed_digits(s + 20, 2);
+	tm.tm_sec = fixed_digits(s + 23, 2);
+	when = (int64_t) timegm(&tm);
+
+	if (when <= now)
+		want = 0;
+	else if (now < when - RETRY_AFTER_MAX)
+		want = RETRY_AFTER_MAX;
+	else
+		want = (long) (when - now);
+	FUZZ_ASSERT(got == want);
+}
+
+/*
+ * Retry-After: always -1 or 0..86400; delta-seconds (digits only, after
+ * trimming blanks) must give exactly their value, capped, and a date the
+ * same wait as timegm() says.
  */
 static void
 check_retry_after(const char *value, int64_t now)
@@ -184,6 +241,8 @@ check_retry_after(const char *value, int64_t now)
 		FUZZ_ASSERT(got == (want < RETRY_AFTER_MAX ? want : RETRY_AFTER_MAX));
 	else if (value[start] >= '0' && value[start] <= '9')
 		FUZZ_ASSERT(got == -1);	/* digits then something else */
+	else if (got != -1)
+		check_imf_date(value + start, end - start, now, got);
 }
 
 /*

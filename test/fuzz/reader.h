@@ -86,16 +86,18 @@ fr_bytes(FuzzReader *r, size_t want, const uint8_t **out)
 }
 
 /*
- * A byte string of up to max bytes made of a chunk (length byte, then
- * that many bytes) repeated a number of times (one byte below 0xF0, else
- * three more bytes), so that a handful of input bytes can describe
- * megabytes, while most inputs stay small and fast.  *len gets the length;
- * the result is malloc'd with a NUL after it (not counted).  A NUL inside
- * stays there: callers that want a C string get it cut at the first one,
- * exactly as the SQL layer's strings would be.
+ * A byte string of plen bytes from prefix, then up to max more made of a
+ * chunk (length byte, then that many bytes) repeated a number of times
+ * (one byte below 0xF0, else three more bytes), so that a handful of
+ * input bytes can describe megabytes while most inputs stay small and
+ * fast.  *len gets the whole length; the result is malloc'd with a NUL
+ * after it (not counted).  A NUL inside stays there: callers that want a
+ * C string get it cut at the first one, exactly as the SQL layer's
+ * strings would be.
  */
 static inline char *
-fr_blob(FuzzReader *r, size_t max, size_t *len)
+fr_blob_after(FuzzReader *r, const void *prefix, size_t plen, size_t max,
+			  size_t *len)
 {
 	const uint8_t *chunk;
 	size_t		chunklen = fr_bytes(r, fr_u8(r), &chunk);
@@ -103,6 +105,7 @@ fr_blob(FuzzReader *r, size_t max, size_t *len)
 	size_t		total;
 	size_t		i;
 	char	   *buf;
+	char	   *body;
 
 	if (reps >= 0xF0)
 		reps = (size_t) fr_uint(r, 3);
@@ -114,17 +117,26 @@ fr_blob(FuzzReader *r, size_t max, size_t *len)
 		total = max;
 	else
 		total = chunklen * reps;
-	buf = malloc(total + 1);
+	buf = malloc(plen + total + 1);
 	if (buf == NULL)
 		abort();
+	memcpy(buf, prefix, plen);
+	body = buf + plen;
 	/* one chunk, then double what is there: few calls for megabytes */
 	i = chunklen < total ? chunklen : total;
-	memcpy(buf, chunk, i);
+	memcpy(body, chunk, i);
 	for (; i < total; i *= 2)
-		memcpy(buf + i, buf, total - i < i ? total - i : i);
-	buf[total] = '\0';
-	*len = total;
+		memcpy(body + i, body, total - i < i ? total - i : i);
+	body[total] = '\0';
+	*len = plen + total;
 	return buf;
+}
+
+/* The same without a prefix */
+static inline char *
+fr_blob(FuzzReader *r, size_t max, size_t *len)
+{
+	return fr_blob_after(r, "", 0, max, len);
 }
 
 #endif							/* PARTOO_FUZZ_READER_H */

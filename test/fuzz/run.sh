@@ -55,7 +55,7 @@ for f in validate request response ratelimit webhook_parse signature; do
 done
 
 cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
--fno-omit-frame-pointer -std=gnu99 -Wall -Wextra -Wno-unused-parameter \
+-fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter \
 -Wno-sign-compare -Wno-missing-field-initializers ${FUZZ_CFLAGS:-}"
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
