@@ -19,3 +19,17 @@ COMMENT ON VIEW partoo.problems
 	IS 'messages that need attention: dead (attempts exhausted), rejected by the API, or failed on their channel';
 
 CREATE INDEX messages_conversation_id_idx ON partoo.messages (conversation_id);
+
+/*
+ * Indexes that hurt the worker (see test/bench: drain, many accounts).
+ * NB: messages.state and updated_at change on every claim, outcome and
+ * webhook, so an index on them makes each of those updates non-HOT; and
+ * with statistics taken while nothing was queued the planner used it to
+ * find the messages of a claim (a scan of every queued message per
+ * claim).  partoo.purge() scans the table instead; it runs rarely.
+ * outbox (run_at) alone serves no query: claims and the next due time go
+ * through (account, run_at), and the planner, misled the same way, picked
+ * (run_at) for claims and read every due row of every account per claim.
+ */
+DROP INDEX partoo.messages_state_idx;
+DROP INDEX partoo.outbox_run_at_idx;

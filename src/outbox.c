@@ -32,7 +32,16 @@ keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*slot == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+		/*
+		 * NB: custom plans only.  The outbox is empty most of the time,
+		 * and a generic plan made then (a sequential scan costs nothing on
+		 * an empty table) stays in use until the next relcache
+		 * invalidation, however large the outbox has grown: every claim
+		 * then reads and sorts the whole outbox.  A custom plan sees the
+		 * table's current size; planning costs far less than that.
+		 */
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
+											  CURSOR_OPT_CUSTOM_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

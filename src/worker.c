@@ -1032,6 +1032,19 @@ partoo_worker_main(Datum main_arg)
 				if (need_record || can_claim || accounts_changed())
 				{
 					begin_txn("partoo worker");
+
+					/*
+					 * A transaction that only claims need not wait for its
+					 * WAL flush: if a crash loses it, its rows are simply
+					 * still due, just as partoo_outbox_recover makes leased
+					 * rows due again at start.  Waiting put an fsync between
+					 * every enqueue's commit and its request.  Outcomes stay
+					 * synchronous: losing one would re-send a sent message.
+					 */
+					if (!need_record)
+						(void) set_config_option("synchronous_commit", "off",
+												 PGC_SUSET, PGC_S_SESSION,
+												 GUC_ACTION_LOCAL, true, 0, false);
 					if (accounts_changed())
 						reload_accounts();
 					if (need_record)

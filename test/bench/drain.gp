@@ -10,6 +10,7 @@ set title "partoo worker: drain throughput vs partoo.max\\_in\\_flight\n{/*0.8 2
 set xlabel "partoo.max_in_flight (wrk -c for the mock ceiling)" noenhanced
 set ylabel "messages per second"
 set logscale x 2
+set xrange [6:170]
 set xtics (8, 16, 32, 64, 128)
 set format y "%.0f"
 set yrange [0:*]

@@ -142,7 +142,7 @@ for my $row (@rows) {
 	}
 	push @json_rows, \%j;
 }
-my %jmeta = %meta;
+my %jmeta = map { my $v = $meta{$_}; ($_ => ($v =~ /^-?\d+(\.\d+)?$/ ? $v + 0 : $v)) } keys %meta;
 open my $j, '>', "$dir/results.json" or die;
 print $j JSON::PP->new->canonical->pretty->encode({meta => \%jmeta, results => \@json_rows});
 close $j;
