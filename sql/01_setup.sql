@@ -29,6 +29,18 @@ SELECT name, setting, unit, context FROM pg_settings
  WHERE name LIKE 'partoo.%' AND name NOT IN ('partoo.base_url')
  ORDER BY name;
 
+-- the states partoo.messages accepts (README's list), and nothing else
+SELECT s, partoo.message_state_valid(s) AS valid
+  FROM unnest(ARRAY['queued', 'sending', 'sent', 'delivered', 'failed', 'read',
+                    'rejected', 'dead', 'canceled', 'Sent', 'sent ', '', 'deleted']) s;
+\set VERBOSITY terse
+INSERT INTO partoo.messages (conversation_id, state) VALUES (1, 'bogus');
+INSERT INTO partoo.messages (conversation_id, state) VALUES (1, 'dispatched');
+\set VERBOSITY default
+SELECT count(*) AS messages FROM partoo.messages;
+-- (those took two ids; later tests expect the first message to be 1)
+ALTER TABLE partoo.messages ALTER COLUMN id RESTART WITH 1;
+
 -- a bad base URL is refused
 SET partoo.base_url = 'ftp://example.com/v2';
 SET partoo.base_url = 'https://';

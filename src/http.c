@@ -19,7 +19,11 @@
  *
  * Ownership: the multi handle, the epoll descriptor and the wait set are
  * process-local statics created on first use and kept for the life of the
- * process, so connections stay alive between calls.  A PartooHttpRequest
+ * process, so connections stay alive between calls.  Easy handles are
+ * kept too, in a small pool: a finished transfer's handle serves the next
+ * request with only the per-request options set again (making one and
+ * setting all its options cost as much as a tenth of a request to a
+ * nearby server).  A PartooHttpRequest
  * and everything hanging off it is malloc'd and belongs to the caller, who
  * must free it with partoo_http_request_free() on every path; freeing a
  * request in flight detaches it from the multi handle first.  Nothing in
@@ -50,6 +54,17 @@ static int64 curl_deadline_us = -1;	/* when libcurl wants its timer run */
 static PartooHttpRequest *done_head = NULL;
 static PartooHttpRequest *done_tail = NULL;
 static int	in_flight = 0;
+
+/*
+ * Idle easy handles.  A handle's fixed options depend on partoo.ca_file;
+ * when that changes, the generation moves on and handles made before are
+ * not reused.
+ */
+#define EASY_POOL_SIZE 64
+static CURL *easy_pool[EASY_POOL_SIZE];
+static int	easy_pool_len = 0;
+static uint32 easy_generation = 0;
+static char *easy_ca_file = NULL;	/* partoo.ca_file the generation has */
 
 int64
 partoo_monotonic_us(void)
@@ -83,9 +98,21 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
 		ev.events |= EPOLLOUT;
 
-	if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 &&
-		errno == ENOENT &&
-		epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev) != 0)
+	/*
+	 * socketp is what we assigned to the socket: non-NULL once it is in
+	 * the set (libcurl forgets it with the REMOVE).  Whatever it says, a
+	 * descriptor libcurl closed and reopened behind our back is handled
+	 * by falling back to the other operation.
+	 */
+	if (socketp == NULL)
+	{
+		if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev) != 0 &&
+			(errno != EEXIST || epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0))
+			return -1;
+		curl_multi_assign(multi, s, &epoll_fd);
+	}
+	else if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 &&
+			 (errno != ENOENT || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev) != 0))
 		return -1;
 	return 0;
 }
@@ -202,6 +229,90 @@ header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 }
 
 /*
+ * A new easy handle with the options that are the same for every request,
+ * or NULL when out of memory.
+ */
+static CURL *
+new_easy(void)
+{
+	CURL	   *easy = curl_easy_init();
+
+	if (easy == NULL)
+		return NULL;
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, PARTOO_USER_AGENT);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (easy_ca_file != NULL)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, easy_ca_file);
+	return easy;
+}
+
+/*
+ * An easy handle for a new request: an idle one if its options are
+ * current, else a new one.  NULL when out of memory.
+ */
+static CURL *
+get_easy(uint32 *generation)
+{
+	const char *ca = (partoo_ca_file != NULL && partoo_ca_file[0] != '\0') ?
+		partoo_ca_file : NULL;
+
+	if ((ca == NULL) != (easy_ca_file == NULL) ||
+		(ca != NULL && strcmp(ca, easy_ca_file) != 0))
+	{
+		char	   *copy = NULL;
+
+		if (ca != NULL && (copy = strdup(ca)) == NULL)
+			return NULL;
+		free(easy_ca_file);
+		easy_ca_file = copy;
+		easy_generation++;
+		while (easy_pool_len > 0)
+			curl_easy_cleanup(easy_pool[--easy_pool_len]);
+	}
+	*generation = easy_generation;
+	if (easy_pool_len > 0)
+		return easy_pool[--easy_pool_len];
+	return new_easy();
+}
+
+/*
+ * Take a handle back from a request that is no longer attached to the
+ * multi handle.  Pointers into the request are cleared, so that an idle
+ * handle refers to nothing freed.  A handle of an old generation, or one
+ * too many, is freed.
+ */
+static void
+release_easy(CURL *easy, uint32 generation)
+{
+	if (generation != easy_generation || easy_pool_len == EASY_POOL_SIZE)
+	{
+		curl_easy_cleanup(easy);
+		return;
+	}
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, NULL);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
+	easy_pool[easy_pool_len++] = easy;
+}
+
+/*
  * Make a request for POST {base_url}{path}.  The body is moved into the
  * request (the caller's struct is zeroed); NULL body means an empty POST.
  * Returns NULL when out of memory, having freed the body.  Does not
@@ -272,6 +383,7 @@ partoo_http_abort(PartooHttpRequest *req)
 		return;
 	if (req->easy != NULL)
 	{
+		/* NB: not back to the pool: it may be in the middle of a transfer */
 		curl_multi_remove_handle(multi, (CURL *) req->easy);
 		curl_easy_cleanup((CURL *) req->easy);
 		req->easy = NULL;
@@ -349,7 +461,7 @@ partoo_http_start(PartooHttpRequest *req, int timeout_ms, int connect_timeout_ms
 	req->too_large = req->timed_out = req->connect_failed = false;
 	req->started_us = partoo_monotonic_us();
 
-	easy = curl_easy_init();
+	easy = get_easy(&req->easy_generation);
 	if (easy == NULL)
 	{
 		fail_early(req, CURLE_OUT_OF_MEMORY);
@@ -371,34 +483,17 @@ partoo_http_start(PartooHttpRequest *req, int timeout_ms, int connect_timeout_ms
 #undef APPEND
 	req->headers = h;
 
+	/* the options that differ between requests (new_easy sets the rest) */
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
 	curl_easy_setopt(easy, CURLOPT_URL, req->url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_POST, 1L);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body.data ? req->body.data : "");
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body.len);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, PARTOO_USER_AGENT);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) connect_timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
-	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
-	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
-	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (partoo_ca_file != NULL && partoo_ca_file[0] != '\0')
-		curl_easy_setopt(easy, CURLOPT_CAINFO, partoo_ca_file);
 
 	in_flight++;
 	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
@@ -413,7 +508,7 @@ partoo_http_start(PartooHttpRequest *req, int timeout_ms, int connect_timeout_ms
 
 oom:
 	curl_slist_free_all(h);
-	curl_easy_cleanup(easy);
+	release_easy(easy, req->easy_generation);
 	req->easy = NULL;
 	fail_early(req, CURLE_OUT_OF_MEMORY);
 }
@@ -457,7 +552,7 @@ collect_done(void)
 		req->elapsed_us = partoo_monotonic_us() - req->started_us;
 
 		curl_multi_remove_handle(multi, easy);
-		curl_easy_cleanup(easy);
+		release_easy(easy, req->easy_generation);
 		req->easy = NULL;
 		in_flight--;
 		if (req->headers != NULL)
@@ -497,16 +592,28 @@ partoo_http_wait(long timeout_ms)
 			wait_ms = left_ms;
 	}
 
-	n = WaitEventSetWait(wait_set, wait_ms, events, lengthof(events),
-						 PG_WAIT_EXTENSION);
-	if (n == 0)
-		result |= PARTOO_WAKE_TIMEOUT;
-	for (i = 0; i < n; i++)
+	if (wait_ms == 0 && timeout_ms != 0)
 	{
-		if (events[i].events & WL_LATCH_SET)
-			result |= PARTOO_WAKE_LATCH;
-		if (events[i].events & WL_SOCKET_READABLE)
-			result |= PARTOO_WAKE_IO;
+		/*
+		 * libcurl's timer is due (typically just after a request was
+		 * added): no waiting, only look at the sockets.  A latch set
+		 * meanwhile stays set for the next wait to see.
+		 */
+		result |= PARTOO_WAKE_TIMEOUT | PARTOO_WAKE_IO;
+	}
+	else
+	{
+		n = WaitEventSetWait(wait_set, wait_ms, events, lengthof(events),
+							 PG_WAIT_EXTENSION);
+		if (n == 0)
+			result |= PARTOO_WAKE_TIMEOUT;
+		for (i = 0; i < n; i++)
+		{
+			if (events[i].events & WL_LATCH_SET)
+				result |= PARTOO_WAKE_LATCH;
+			if (events[i].events & WL_SOCKET_READABLE)
+				result |= PARTOO_WAKE_IO;
+		}
 	}
 
 	if (result & PARTOO_WAKE_IO)

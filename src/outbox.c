@@ -226,7 +226,8 @@ partoo_outbox_next_due_ms(Datum *accounts, int naccounts)
  * outbox id, message id, new state, final (outbox row leaves), delay_ms
  * before the next attempt (non-final), new outbox attempts, increment of
  * messages.attempts, partoo id (nullable), http status (nullable), error
- * (nullable), is retry action.
+ * (nullable), is retry action.  Applies the webhook events that were
+ * waiting for the Partoo ids recorded.
  */
 void
 partoo_outbox_record(int n, Datum *oid, Datum *mid, Datum *state,
@@ -240,6 +241,9 @@ partoo_outbox_record(int n, Datum *oid, Datum *mid, Datum *state,
 		BOOLARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID,
 	INT4ARRAYOID, TEXTARRAYOID, BOOLARRAYOID};
 	Datum		args[11];
+	int64	   *pids;
+	int			npids = 0;
+	int			i;
 	int			rc;
 
 	keep_plan(&plan,
@@ -281,4 +285,18 @@ partoo_outbox_record(int n, Datum *oid, Datum *mid, Datum *state,
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "could not record outcomes: %s", SPI_result_code_string(rc));
+
+	/*
+	 * Webhook events that arrived before these ids were recorded wait for
+	 * them.  A retry's id was recorded by its first send.
+	 */
+	pids = palloc(sizeof(int64) * n);
+	for (i = 0; i < n; i++)
+	{
+		if (!pid_null[i] && !DatumGetBool(is_retry[i]))
+			pids[npids++] = DatumGetInt64(pid[i]);
+	}
+	if (npids > 0)
+		partoo_webhook_apply_recorded(pids, npids);
+	pfree(pids);
 }

@@ -81,6 +81,7 @@ typedef struct PartooHttpRequest
 
 	/* private to http.c */
 	void	   *easy;
+	uint32		easy_generation;	/* of the handle's fixed options */
 	void	   *headers;
 	struct PartooHttpRequest *next;
 } PartooHttpRequest;

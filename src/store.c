@@ -37,6 +37,8 @@
 #include "utils/guc.h"
 #include "utils/rel.h"
 
+PG_FUNCTION_INFO_V1(partoo_message_state_valid);
+
 /*
  * The extension's owner, looked up once per transaction (the extension
  * can be dropped and created again by another owner between two).
@@ -271,6 +273,9 @@ partoo_store_sent_message(PartooMessageInput *in, int64 partoo_id, long http_sta
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									 SPI_tuptable->tupdesc, 1, &isnull));
 	partoo_store_end(&sc);
+
+	/* webhook events that beat the response to us wait for this id */
+	partoo_webhook_apply_recorded(&partoo_id, 1);
 	return id;
 }
 
@@ -411,4 +416,28 @@ partoo_store_enqueue(PartooMessageInput *in, const char *idempotency_key,
 									 SPI_tuptable->tupdesc, 1, &isnull));
 	partoo_store_end(&sc);
 	return id;
+}
+
+/*
+ * partoo.message_state_valid(text): the CHECK constraint of
+ * partoo.messages.state.  The list is README.md's.
+ */
+Datum
+partoo_message_state_valid(PG_FUNCTION_ARGS)
+{
+	static const char *const states[] = {
+		"queued", "sending", "sent", "delivered", "failed", "read",
+		"rejected", "dead", "canceled"
+	};
+	text	   *t = PG_GETARG_TEXT_PP(0);
+	const char *s = VARDATA_ANY(t);
+	size_t		len = VARSIZE_ANY_EXHDR(t);
+	int			i;
+
+	for (i = 0; i < lengthof(states); i++)
+	{
+		if (strlen(states[i]) == len && memcmp(states[i], s, len) == 0)
+			PG_RETURN_BOOL(true);
+	}
+	PG_RETURN_BOOL(false);
 }

@@ -2,8 +2,8 @@
  *
  * webhook.c
  *		The SQL surface of webhook ingestion: partoo_ingest_webhook(),
- *		partoo_ingest_webhooks(), the trigger partoo.webhook_apply_pending(),
- *		and the partoo.webhook_* settings.
+ *		partoo_ingest_webhooks(), the 0.1 trigger
+ *		partoo.webhook_apply_pending(), and the partoo.webhook_* settings.
  *
  * A body is parsed by the protocol core (webhook_parse.c) and
  * authenticated (signature.c) here, before anything is read or written,
@@ -492,7 +492,10 @@ partoo_ingest_webhooks(PG_FUNCTION_ARGS)
 }
 
 /*
- * partoo.webhook_apply_pending(): AFTER INSERT and AFTER UPDATE statement
+ * partoo.webhook_apply_pending(), a 0.1 function kept for schemas not
+ * updated yet (0.2 dropped it: the code that records an id applies the
+ * events itself, and running both is harmless, the second finds nothing
+ * pending).  AFTER INSERT and AFTER UPDATE statement
  * triggers on partoo.messages, with the new rows as transition table
  * "new_rows".  Applies the pending events of the Partoo ids the statement
  * recorded, in its transaction.  Costs one scan of the transition table

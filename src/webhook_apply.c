@@ -23,13 +23,13 @@
  *
  * An event for a Partoo id not recorded yet is kept as 'pending'.  When
  * the id is recorded (INSERT by partoo_send, UPDATE by the worker), the
- * statement triggers on partoo.messages call
- * partoo_webhook_apply_recorded() in that transaction.  NB: the two sides
- * race: an ingest may look for the message while the transaction
- * recording it is still open, and that transaction's trigger cannot see
- * the ingest's uncommitted pending event.  So they meet on advisory locks
- * on PARTOO_WEBHOOK_BUCKETS buckets of Partoo ids: the trigger takes the
- * buckets of the ids it recorded in share mode (waiting) before it looks
+ * recording code calls partoo_webhook_apply_recorded() in that
+ * transaction, after its statement (in a 0.1 schema, statement triggers
+ * on partoo.messages call it too).  NB: the two sides race: an ingest may
+ * look for the message while the transaction recording it is still open,
+ * and the recording side cannot see the ingest's uncommitted pending
+ * event.  So they meet on advisory locks on PARTOO_WEBHOOK_BUCKETS
+ * buckets of Partoo ids: the recording side takes the buckets of the ids it recorded in share mode (waiting) before it looks
  * for pending events; an ingest takes the buckets of the ids it did not
  * find in exclusive mode before it looks again and keeps the event
  * pending.  Whichever comes second sees the other's committed work.  The
@@ -930,8 +930,9 @@ apply_pending(int64 *pids, int n)
 
 /*
  * Apply the pending events of the Partoo ids pids[0..n) that a statement
- * has just recorded; called by the triggers on partoo.messages (see
- * webhook.c) in the recording transaction.  Takes the ids' buckets in
+ * has just recorded, in the recording transaction: called by
+ * partoo_store_sent_message and partoo_outbox_record (and, in a 0.1
+ * schema, by the triggers on partoo.messages, see webhook.c).  Takes the ids' buckets in
  * share mode first (see the banner).  Costs the locks and one index probe
  * when no event is pending.
  */

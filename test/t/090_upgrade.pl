@@ -50,6 +50,38 @@ $node->safe_psql('postgres', "SELECT partoo_enqueue(4, 'after the upgrade', acco
 ok(wait_for($node, "SELECT state = 'sent' FROM partoo.messages WHERE content = 'after the upgrade'", 30),
 	'the worker keeps running and sending');
 
+# 0.2 applies pending webhook events without the 0.1 triggers
+is($node->safe_psql('postgres',
+	"SELECT count(*) FROM pg_trigger WHERE tgrelid = 'partoo.messages'::regclass AND NOT tgisinternal"),
+	'0', 'the 0.1 triggers on partoo.messages are gone');
+my $event = sub {
+	my ($id) = @_;
+	return qq{'{"type": "message_updated", "payload": {"message": {"id": $id, "conversation_id": 5,
+	  "date": "2026-01-01T00:00:00Z", "content_type": "Text", "sender_type": "User",
+	  "status": "Success", "is_deleted": false, "content": "x"}, "conversation": {"id": 5,
+	  "messaging_partner": "Whatsapp"}, "org_id": 1}}'};
+};
+for my $how ('partoo_send', 'worker')
+{
+	my $next = mock_stats($mock)->{last_message_id} + 1;
+	is($node->safe_psql('postgres', "SET partoo.webhook_require_signature = off;
+		SELECT partoo_ingest_webhook(" . $event->($next) . ")"), 'pending',
+		"a webhook before the $how response is kept pending");
+	if ($how eq 'partoo_send')
+	{
+		$node->safe_psql('postgres', "SELECT partoo_send(5, 'webhook came first')");
+	}
+	else
+	{
+		$node->safe_psql('postgres', "SELECT partoo_enqueue(5, 'webhook came first, worker')");
+	}
+	ok(wait_for($node, "SELECT state = 'delivered' AND partoo_status = 'Success'
+		FROM partoo.messages WHERE partoo_id = $next", 30),
+		"and applied when the $how records the message");
+	is($node->safe_psql('postgres', "SELECT outcome FROM partoo.events WHERE partoo_id = $next"),
+		'applied', "the $how event is applied");
+}
+
 # a fresh install of the default version is the same as the upgraded one
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION partoo');
