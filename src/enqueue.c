@@ -83,12 +83,6 @@ enqueue(PartooMessageInput *in, const char *idempotency_key,
 	return id;
 }
 
-static char *
-arg_cstring(FunctionCallInfo fcinfo, int i)
-{
-	return PG_ARGISNULL(i) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(i));
-}
-
 /*
  * partoo_enqueue(conversation_id bigint, content text, content_type text,
  *				  url text, image bytea, filename text, channel text,
@@ -100,20 +94,9 @@ partoo_enqueue(PG_FUNCTION_ARGS)
 {
 	PartooMessageInput in;
 
-	memset(&in, 0, sizeof(in));
-	in.conversation_id_isnull = PG_ARGISNULL(0);
-	in.conversation_id = in.conversation_id_isnull ? 0 : PG_GETARG_INT64(0);
-	in.content = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
-	in.content_type_arg = arg_cstring(fcinfo, 2);
-	in.url = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
-	in.image = PG_ARGISNULL(4) ? NULL : PG_GETARG_BYTEA_PP(4);
-	in.filename = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
-	in.channel_arg = arg_cstring(fcinfo, 6);
-	in.account = arg_cstring(fcinfo, 7);
-	in.has_metadata = !PG_ARGISNULL(10);
-	in.metadata = in.has_metadata ? PG_GETARG_DATUM(10) : (Datum) 0;
+	partoo_message_from_args(fcinfo, 10, &in);
 
-	PG_RETURN_INT64(enqueue(&in, arg_cstring(fcinfo, 8),
+	PG_RETURN_INT64(enqueue(&in, partoo_arg_cstring(fcinfo, 8),
 							!PG_ARGISNULL(9),
 							PG_ARGISNULL(9) ? 0 : PG_GETARG_TIMESTAMPTZ(9)));
 }

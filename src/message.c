@@ -21,6 +21,36 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+/* A text argument as a C string, or NULL */
+char *
+partoo_arg_cstring(FunctionCallInfo fcinfo, int i)
+{
+	return PG_ARGISNULL(i) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(i));
+}
+
+/*
+ * Fill in from the arguments partoo_send and partoo_enqueue share:
+ * conversation_id, content, content_type, url, image, filename, channel
+ * and account are arguments 0 to 7, metadata is metadata_arg.
+ */
+void
+partoo_message_from_args(FunctionCallInfo fcinfo, int metadata_arg,
+						 PartooMessageInput *in)
+{
+	memset(in, 0, sizeof(*in));
+	in->conversation_id_isnull = PG_ARGISNULL(0);
+	in->conversation_id = in->conversation_id_isnull ? 0 : PG_GETARG_INT64(0);
+	in->content = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
+	in->content_type_arg = partoo_arg_cstring(fcinfo, 2);
+	in->url = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
+	in->image = PG_ARGISNULL(4) ? NULL : PG_GETARG_BYTEA_PP(4);
+	in->filename = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
+	in->channel_arg = partoo_arg_cstring(fcinfo, 6);
+	in->account = partoo_arg_cstring(fcinfo, 7);
+	in->has_metadata = !PG_ARGISNULL(metadata_arg);
+	in->metadata = in->has_metadata ? PG_GETARG_DATUM(metadata_arg) : (Datum) 0;
+}
+
 /* Map a core problem kind to a SQLSTATE */
 static int
 problem_errcode(PartooProblemKind kind)

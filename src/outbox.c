@@ -23,51 +23,18 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/lsyscache.h"
 
-static SPIPlanPtr
-keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		/*
-		 * NB: custom plans only.  The outbox is empty most of the time,
-		 * and a generic plan made then (a sequential scan costs nothing on
-		 * an empty table) stays in use until the next relcache
-		 * invalidation, however large the outbox has grown: every claim
-		 * then reads and sorts the whole outbox.  A custom plan sees the
-		 * table's current size; planning costs far less than that.
-		 */
-		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
-											  CURSOR_OPT_CUSTOM_PLAN);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*slot = plan;
-	}
-	return *slot;
-}
-
-/* Build a one-dimensional array of n Datums of type elemtype */
-static Datum
-make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
-{
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	int			dims[1];
-	int			lbs[1] = {1};
-
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	dims[0] = n;
-	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
-											  elemtype, typlen, typbyval,
-											  typalign));
-}
+/*
+ * Cursor options of the plans here.  NB: custom plans only.  The outbox
+ * is empty most of the time, and a generic plan made then (a sequential
+ * scan costs nothing on an empty table, and merge joins that read an index
+ * from its start look cheap) stays in use until the next relcache
+ * invalidation, however large the outbox has grown: every claim then
+ * reads and sorts the whole outbox.  A custom plan sees the table's
+ * current size; planning costs far less than that.
+ */
+#define OUTBOX_PLAN CURSOR_OPT_CUSTOM_PLAN
 
 /* Is the extension installed in this database?  (The worker waits if not.) */
 bool
@@ -154,7 +121,7 @@ partoo_outbox_claim(int limit, Datum *accounts, Datum *quotas, int naccounts,
 	Datum		args[4];
 	int			rc;
 
-	keep_plan(&plan,
+	partoo_plan_once(&plan,
 			  "WITH pick AS ("
 			  "  SELECT c.id FROM unnest($2, $3) WITH ORDINALITY AS q(account, quota, n),"
 			  "   LATERAL (SELECT o.id FROM partoo.outbox o"
@@ -174,11 +141,11 @@ partoo_outbox_claim(int limit, Datum *accounts, Datum *quotas, int naccounts,
 			  "        m.id IS NOT NULL, m.conversation_id, m.content_type, m.content,"
 			  "        m.url, m.image, m.filename, m.channel, m.created_at, m.partoo_id"
 			  "   FROM upd u LEFT JOIN partoo.messages m ON m.id = u.message_id",
-			  4, argtypes);
+			  4, argtypes, OUTBOX_PLAN);
 
 	args[0] = Int32GetDatum(limit);
-	args[1] = make_array(accounts, NULL, naccounts, TEXTOID);
-	args[2] = make_array(quotas, NULL, naccounts, INT4OID);
+	args[1] = partoo_make_array(accounts, NULL, naccounts, TEXTOID);
+	args[2] = partoo_make_array(quotas, NULL, naccounts, INT4OID);
 	args[3] = Int32GetDatum(lease_s);
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
@@ -203,13 +170,13 @@ partoo_outbox_next_due_ms(Datum *accounts, int naccounts)
 
 	if (naccounts == 0)
 		return -1;
-	keep_plan(&plan,
+	partoo_plan_once(&plan,
 			  "SELECT extract(epoch FROM min(f.run_at) - clock_timestamp()) * 1000"
 			  "  FROM unnest($1) AS a(account),"
 			  "   LATERAL (SELECT o.run_at FROM partoo.outbox o WHERE o.account = a.account"
 			  "             ORDER BY o.run_at LIMIT 1) f",
-			  1, argtypes);
-	args[0] = make_array(accounts, NULL, naccounts, TEXTOID);
+			  1, argtypes, OUTBOX_PLAN);
+	args[0] = partoo_make_array(accounts, NULL, naccounts, TEXTOID);
 	/* NB: not read-only, so that it sees this transaction's own updates */
 	rc = SPI_execute_plan(plan, args, NULL, false, 1);
 	if (rc != SPI_OK_SELECT)
@@ -246,7 +213,7 @@ partoo_outbox_record(int n, Datum *oid, Datum *mid, Datum *state,
 	int			i;
 	int			rc;
 
-	keep_plan(&plan,
+	partoo_plan_once(&plan,
 			  "WITH r AS ("
 			  "  SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 			  "    AS r(oid, mid, state, final, delay_ms, attempts, counted, pid,"
@@ -269,19 +236,19 @@ partoo_outbox_record(int n, Datum *oid, Datum *mid, Datum *state,
 			  "                             THEN clock_timestamp() ELSE m.retry_requested_at END,"
 			  "   updated_at = now()"
 			  "  FROM r WHERE m.id = r.mid",
-			  11, argtypes);
+			  11, argtypes, OUTBOX_PLAN);
 
-	args[0] = make_array(oid, NULL, n, INT8OID);
-	args[1] = make_array(mid, NULL, n, INT8OID);
-	args[2] = make_array(state, NULL, n, TEXTOID);
-	args[3] = make_array(final, NULL, n, BOOLOID);
-	args[4] = make_array(delay_ms, NULL, n, INT8OID);
-	args[5] = make_array(attempts, NULL, n, INT4OID);
-	args[6] = make_array(counted, NULL, n, INT4OID);
-	args[7] = make_array(pid, pid_null, n, INT8OID);
-	args[8] = make_array(http, http_null, n, INT4OID);
-	args[9] = make_array(err, err_null, n, TEXTOID);
-	args[10] = make_array(is_retry, NULL, n, BOOLOID);
+	args[0] = partoo_make_array(oid, NULL, n, INT8OID);
+	args[1] = partoo_make_array(mid, NULL, n, INT8OID);
+	args[2] = partoo_make_array(state, NULL, n, TEXTOID);
+	args[3] = partoo_make_array(final, NULL, n, BOOLOID);
+	args[4] = partoo_make_array(delay_ms, NULL, n, INT8OID);
+	args[5] = partoo_make_array(attempts, NULL, n, INT4OID);
+	args[6] = partoo_make_array(counted, NULL, n, INT4OID);
+	args[7] = partoo_make_array(pid, pid_null, n, INT8OID);
+	args[8] = partoo_make_array(http, http_null, n, INT4OID);
+	args[9] = partoo_make_array(err, err_null, n, TEXTOID);
+	args[10] = partoo_make_array(is_retry, NULL, n, BOOLOID);
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "could not record outcomes: %s", SPI_result_code_string(rc));

@@ -16,7 +16,10 @@
 
 #include "postgres.h"
 
+#include "access/htup.h"
+#include "access/tupdesc.h"
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "nodes/pg_list.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
@@ -135,6 +138,9 @@ typedef struct PartooMessageInput
 	char		date[PARTOO_DATE_BUFLEN];
 } PartooMessageInput;
 
+extern char *partoo_arg_cstring(FunctionCallInfo fcinfo, int i);
+extern void partoo_message_from_args(FunctionCallInfo fcinfo, int metadata_arg,
+									 PartooMessageInput *in);
 extern void partoo_message_prepare(PartooMessageInput *in);
 extern void partoo_report_problem(int elevel, const PartooProblem *p);
 extern char *partoo_printable(const char *s, size_t len, size_t max);
@@ -155,9 +161,19 @@ typedef struct PartooStoreContext
 	int			save_nestlevel;
 } PartooStoreContext;
 
+/* SPI plans, without executor/spi.h here */
+struct _SPI_plan;
+
 extern Oid	partoo_extension_owner(void);
 extern void partoo_store_begin(PartooStoreContext *cxt);
 extern void partoo_store_end(PartooStoreContext *cxt);
+extern struct _SPI_plan *partoo_plan_once(struct _SPI_plan **slot,
+										  const char *sql, int nargs,
+										  Oid *argtypes, int cursor_options);
+extern Datum partoo_make_array(Datum *elems, bool *nulls, int n, Oid elemtype);
+extern Datum partoo_text_datum(const char *s, bool *isnull);
+extern int64 partoo_spi_int64(HeapTuple t, TupleDesc d, int col, bool *isnull);
+extern char *partoo_spi_text(HeapTuple t, TupleDesc d, int col);
 extern PartooAccount *partoo_store_get_account(const char *name);
 extern int64 partoo_store_sent_message(PartooMessageInput *in, int64 partoo_id,
 									   long http_status);
@@ -284,19 +300,21 @@ typedef struct PartooIngestEvent
 	int64		message_id;
 } PartooIngestEvent;
 
-/* SPI plans, without executor/spi.h here */
-struct _SPI_plan;
+/*
+ * Cursor options of the webhook statements' plans (partoo_plan_once).
+ * NB: always generic plans: a custom plan would copy the (possibly huge)
+ * array parameters into the plan as constants and make the planner read
+ * them, which costs more than the whole statement for a large batch.
+ * (Sequential scans are off while they run, see webhook_apply.c.)  The
+ * macro needs executor/spi.h.
+ */
+#define PARTOO_WEBHOOK_PLAN		CURSOR_OPT_GENERIC_PLAN
 
 extern void partoo_webhook_ingest(PartooIngestEvent **evs, int n, Datum payloads);
 extern void partoo_webhook_apply_recorded(int64 *pids, int n);
 extern bool partoo_webhook_applying(void);
-extern struct _SPI_plan *partoo_webhook_keep_plan(struct _SPI_plan **slot,
-												  const char *sql, int nargs,
-												  Oid *argtypes);
 extern int	partoo_webhook_run_plan(struct _SPI_plan *plan, Datum *args,
 									const char *nulls);
-extern Datum partoo_webhook_make_array(Datum *elems, bool *nulls, int n,
-									   Oid elemtype);
 
 /* in webhook_dispatch.c */
 typedef struct PartooDispatchSet PartooDispatchSet;

@@ -25,12 +25,6 @@
 PG_FUNCTION_INFO_V1(partoo_send);
 PG_FUNCTION_INFO_V1(partoo_retry);
 
-static char *
-arg_cstring(FunctionCallInfo fcinfo, int i)
-{
-	return PG_ARGISNULL(i) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(i));
-}
-
 /* What the API said, safe to print: its error summary or the raw body */
 static char *
 response_summary(PartooHttpRequest *req, const PartooApiResult *res)
@@ -200,18 +194,7 @@ partoo_send(PG_FUNCTION_ARGS)
 	char		path[64];
 	volatile int64 partoo_id = 0;
 
-	memset(&in, 0, sizeof(in));
-	in.conversation_id_isnull = PG_ARGISNULL(0);
-	in.conversation_id = in.conversation_id_isnull ? 0 : PG_GETARG_INT64(0);
-	in.content = PG_ARGISNULL(1) ? NULL : PG_GETARG_TEXT_PP(1);
-	in.content_type_arg = arg_cstring(fcinfo, 2);
-	in.url = PG_ARGISNULL(3) ? NULL : PG_GETARG_TEXT_PP(3);
-	in.image = PG_ARGISNULL(4) ? NULL : PG_GETARG_BYTEA_PP(4);
-	in.filename = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
-	in.channel_arg = arg_cstring(fcinfo, 6);
-	in.account = arg_cstring(fcinfo, 7);
-	in.has_metadata = !PG_ARGISNULL(8);
-	in.metadata = in.has_metadata ? PG_GETARG_DATUM(8) : (Datum) 0;
+	partoo_message_from_args(fcinfo, 8, &in);
 
 	partoo_message_prepare(&in);
 	acct = partoo_store_get_account(in.account);

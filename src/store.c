@@ -32,9 +32,11 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(partoo_message_state_valid);
@@ -99,12 +101,18 @@ partoo_store_end(PartooStoreContext *cxt)
 }
 
 /* Prepare sql once per backend and keep the plan */
-static SPIPlanPtr
-plan_once(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+/*
+ * Prepare sql once per backend and keep the plan in *slot.  cursor_options
+ * 0 lets PostgreSQL choose between custom and generic plans; the worker
+ * and the webhook statements choose (see outbox.c and webhook_apply.c).
+ */
+SPIPlanPtr
+partoo_plan_once(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
+				 int cursor_options)
 {
 	if (*slot == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, cursor_options);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
@@ -114,6 +122,50 @@ plan_once(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 		*slot = plan;
 	}
 	return *slot;
+}
+
+/* A one-dimensional array of n Datums of type elemtype; nulls may be NULL */
+Datum
+partoo_make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	dims[0] = n;
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+											  elemtype, typlen, typbyval,
+											  typalign));
+}
+
+/* A text Datum of s, or a null (*isnull) for NULL */
+Datum
+partoo_text_datum(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s == NULL ? (Datum) 0 : CStringGetTextDatum(s);
+}
+
+/* A bigint column of an SPI result row; 0 when null */
+int64
+partoo_spi_int64(HeapTuple t, TupleDesc d, int col, bool *isnull)
+{
+	Datum		v = SPI_getbinval(t, d, col, isnull);
+
+	return *isnull ? 0 : DatumGetInt64(v);
+}
+
+/* A text column of an SPI result row copied into the current context, or NULL */
+char *
+partoo_spi_text(HeapTuple t, TupleDesc d, int col)
+{
+	bool		isnull;
+	Datum		v = SPI_getbinval(t, d, col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(v);
 }
 
 /* Copy a text column of the first result row, or NULL, out of SPI memory */
@@ -166,10 +218,10 @@ partoo_store_get_account(const char *name)
 	}
 
 	partoo_store_begin(&sc);
-	plan_once(&plan,
+	partoo_plan_once(&plan,
 			  "SELECT api_key, base_url, requests_per_minute"
 			  "  FROM partoo.accounts WHERE name = $1",
-			  1, argtypes);
+			  1, argtypes, 0);
 	args[0] = CStringGetTextDatum(name);
 	rc = SPI_execute_plan(plan, args, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
@@ -219,26 +271,21 @@ cstring_or_null(const char *s, char *nulls, int i)
 }
 
 /*
- * Record a message partoo_send has just sent: state 'sent', Partoo's id,
- * status 'Sending'.  Returns the local id.
+ * The columns both INSERTs of a message start with, parameters $1 to $9,
+ * and their values from in.  args and nulls have room for more.
  */
-int64
-partoo_store_sent_message(PartooMessageInput *in, int64 partoo_id, long http_status)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[13] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
-		BYTEAOID, TEXTOID, TEXTOID, JSONBOID, INT8OID, INT4OID, TEXTOID,
-	TIMESTAMPTZOID};
-	Datum		args[13];
-	char		nulls[14];
-	PartooStoreContext sc;
-	char	   *created_by = GetUserNameFromId(GetUserId(), false);
-	int			rc;
-	bool		isnull;
-	int64		id;
+#define MESSAGE_NARGS 9
+#define MESSAGE_COLUMNS \
+	"account, conversation_id, content_type, content, url, image," \
+	" filename, channel, metadata"
 
-	memset(nulls, ' ', sizeof(nulls));
-	nulls[13] = '\0';
+static void
+message_args(PartooMessageInput *in, Oid *argtypes, Datum *args, char *nulls)
+{
+	static const Oid types[MESSAGE_NARGS] = {TEXTOID, INT8OID, TEXTOID,
+	TEXTOID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID, JSONBOID};
+
+	memcpy(argtypes, types, sizeof(types));
 	args[0] = cstring_or_null(in->account, nulls, 0);
 	args[1] = Int64GetDatum(in->conversation_id);
 	args[2] = CStringGetTextDatum(in->content_type);
@@ -250,22 +297,46 @@ partoo_store_sent_message(PartooMessageInput *in, int64 partoo_id, long http_sta
 	args[8] = in->has_metadata ? in->metadata : (Datum) 0;
 	if (!in->has_metadata)
 		nulls[8] = 'n';
+}
+
+/*
+ * Record a message partoo_send has just sent: state 'sent', Partoo's id,
+ * status 'Sending'.  Returns the local id.
+ */
+int64
+partoo_store_sent_message(PartooMessageInput *in, int64 partoo_id, long http_status)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[13];
+	Datum		args[13];
+	char		nulls[14];
+	PartooStoreContext sc;
+	int			rc;
+	bool		isnull;
+	int64		id;
+
+	memset(nulls, ' ', sizeof(nulls));
+	nulls[13] = '\0';
+	message_args(in, argtypes, args, nulls);
+	argtypes[9] = INT8OID;
 	args[9] = Int64GetDatum(partoo_id);
+	argtypes[10] = INT4OID;
 	args[10] = Int32GetDatum((int32) http_status);
-	args[11] = CStringGetTextDatum(created_by);
+	argtypes[11] = TEXTOID;
+	args[11] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	argtypes[12] = TIMESTAMPTZOID;
 	args[12] = TimestampTzGetDatum(in->created_at);
 
 	partoo_store_begin(&sc);
-	plan_once(&plan,
+	partoo_plan_once(&plan,
 			  "INSERT INTO partoo.messages"
-			  " (account, conversation_id, content_type, content, url, image,"
-			  "  filename, channel, metadata, partoo_id, last_http_status,"
+			  " (" MESSAGE_COLUMNS ", partoo_id, last_http_status,"
 			  "  created_by, created_at, state, partoo_status, status_at,"
 			  "  attempts, sent_at)"
 			  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
 			  "  'sent', 'Sending', now(), 1, now())"
 			  " RETURNING id",
-			  13, argtypes);
+			  13, argtypes, 0);
 	rc = SPI_execute_plan(plan, args, nulls, false, 0);
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not record message in partoo.messages: %s",
@@ -297,9 +368,9 @@ partoo_store_account_of(int64 partoo_id, bool *found)
 
 	args[0] = Int64GetDatum(partoo_id);
 	partoo_store_begin(&sc);
-	plan_once(&plan,
+	partoo_plan_once(&plan,
 			  "SELECT account FROM partoo.messages WHERE partoo_id = $1",
-			  1, argtypes);
+			  1, argtypes, 0);
 	rc = SPI_execute_plan(plan, args, NULL, true, 1);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read partoo.messages: %s", SPI_result_code_string(rc));
@@ -322,13 +393,13 @@ partoo_store_retried(int64 partoo_id)
 
 	args[0] = Int64GetDatum(partoo_id);
 	partoo_store_begin(&sc);
-	plan_once(&plan,
+	partoo_plan_once(&plan,
 			  "UPDATE partoo.messages"
 			  "   SET state = 'sent', partoo_status = 'Sending', status_at = now(),"
 			  "       attempts = attempts + 1, retry_requested_at = clock_timestamp(),"
 			  "       last_http_status = 200, last_error = NULL, updated_at = now()"
 			  " WHERE partoo_id = $1",
-			  1, argtypes);
+			  1, argtypes, 0);
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "could not update partoo.messages: %s", SPI_result_code_string(rc));
@@ -346,9 +417,7 @@ partoo_store_enqueue(PartooMessageInput *in, const char *idempotency_key,
 {
 	static SPIPlanPtr plan = NULL;
 	static SPIPlanPtr plan_existing = NULL;
-	Oid			argtypes[14] = {TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID,
-		BYTEAOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID,
-	TEXTOID, TIMESTAMPTZOID, TEXTOID};
+	Oid			argtypes[14];
 	Datum		args[14];
 	char		nulls[15];
 	PartooStoreContext sc;
@@ -358,31 +427,25 @@ partoo_store_enqueue(PartooMessageInput *in, const char *idempotency_key,
 
 	memset(nulls, ' ', sizeof(nulls));
 	nulls[14] = '\0';
-	args[0] = cstring_or_null(in->account, nulls, 0);
-	args[1] = Int64GetDatum(in->conversation_id);
-	args[2] = CStringGetTextDatum(in->content_type);
-	args[3] = text_or_null(in->content, nulls, 3);
-	args[4] = text_or_null(in->url, nulls, 4);
-	args[5] = text_or_null((text *) in->image, nulls, 5);
-	args[6] = text_or_null(in->filename, nulls, 6);
-	args[7] = cstring_or_null(in->channel, nulls, 7);
-	args[8] = in->has_metadata ? in->metadata : (Datum) 0;
-	if (!in->has_metadata)
-		nulls[8] = 'n';
+	message_args(in, argtypes, args, nulls);
+	argtypes[9] = TEXTOID;
 	args[9] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	argtypes[10] = TIMESTAMPTZOID;
 	args[10] = TimestampTzGetDatum(in->created_at);
+	argtypes[11] = TEXTOID;
 	args[11] = cstring_or_null(idempotency_key, nulls, 11);
+	argtypes[12] = TIMESTAMPTZOID;
 	args[12] = TimestampTzGetDatum(send_at);
 	if (!has_send_at)
 		nulls[12] = 'n';
+	argtypes[13] = TEXTOID;
 	args[13] = CStringGetTextDatum(in->account ? in->account : "");
 
 	partoo_store_begin(&sc);
-	plan_once(&plan,
+	partoo_plan_once(&plan,
 			  "WITH m AS ("
 			  "  INSERT INTO partoo.messages"
-			  "   (account, conversation_id, content_type, content, url, image,"
-			  "    filename, channel, metadata, created_by, created_at,"
+			  "   (" MESSAGE_COLUMNS ", created_by, created_at,"
 			  "    idempotency_key, send_at, state)"
 			  "  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'queued')"
 			  "  ON CONFLICT ((coalesce(account, '')), idempotency_key)"
@@ -392,7 +455,7 @@ partoo_store_enqueue(PartooMessageInput *in, const char *idempotency_key,
 			  "  INSERT INTO partoo.outbox (message_id, account, run_at)"
 			  "  SELECT id, $14, coalesce($13, now()) FROM m)"
 			  " SELECT id FROM m",
-			  14, argtypes);
+			  14, argtypes, 0);
 	rc = SPI_execute_plan(plan, args, nulls, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not queue message: %s", SPI_result_code_string(rc));
@@ -404,10 +467,10 @@ partoo_store_enqueue(PartooMessageInput *in, const char *idempotency_key,
 		/* the idempotency key was used before: return that message */
 		args2[0] = args[13];
 		args2[1] = args[11];
-		plan_once(&plan_existing,
+		partoo_plan_once(&plan_existing,
 				  "SELECT id FROM partoo.messages"
 				  " WHERE coalesce(account, '') = $1 AND idempotency_key = $2",
-				  2, types2);
+				  2, types2, 0);
 		rc = SPI_execute_plan(plan_existing, args2, NULL, false, 1);
 		if (rc != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not find message with idempotency key");

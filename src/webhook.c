@@ -391,7 +391,7 @@ partoo_ingest_webhook(PG_FUNCTION_ARGS)
 	ev = palloc0(sizeof(PartooIngestEvent));
 	parse_event(PG_GETARG_DATUM(0), ev, NULL);
 	authenticate(ev, arg_signature(fcinfo, 1));
-	partoo_webhook_ingest(&ev, 1, partoo_webhook_make_array(&ev->payload, NULL, 1, TEXTOID));
+	partoo_webhook_ingest(&ev, 1, partoo_make_array(&ev->payload, NULL, 1, TEXTOID));
 	PG_RETURN_TEXT_P(cstring_to_text(ev->outcome));
 }
 

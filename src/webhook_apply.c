@@ -54,11 +54,9 @@
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/lock.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/wait_event.h"
@@ -97,29 +95,6 @@ typedef struct MsgState
  */
 
 /*
- * Prepare sql once per backend and keep the plan.  NB: always a generic
- * plan: a custom plan would copy the (possibly huge) array parameters
- * into the plan as constants and make the planner read them, which costs
- * more than the whole statement for a large batch.
- */
-SPIPlanPtr
-partoo_webhook_keep_plan(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*slot == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
-											  CURSOR_OPT_GENERIC_PLAN);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*slot = plan;
-	}
-	return *slot;
-}
-
-/*
  * partoo_store_begin() for the statements here, which all look rows up by
  * key.  NB: their generic plans are made once per backend, possibly when
  * a table is empty (just created or truncated): a sequential scan
@@ -150,23 +125,6 @@ partoo_webhook_run_plan(SPIPlanPtr plan, Datum *args, const char *nulls)
 	return SPI_execute_plan(plan, args, nulls, false, 0);
 }
 
-/* A one-dimensional array of n Datums; nulls may be NULL */
-Datum
-partoo_webhook_make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
-{
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	int			dims[1];
-	int			lbs[1] = {1};
-
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	dims[0] = n;
-	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
-											  elemtype, typlen, typbyval,
-											  typalign));
-}
-
 static Datum
 int64_array(const int64 *v, int n)
 {
@@ -175,32 +133,7 @@ int64_array(const int64 *v, int n)
 
 	for (i = 0; i < n; i++)
 		elems[i] = Int64GetDatum(v[i]);
-	return partoo_webhook_make_array(elems, NULL, n, INT8OID);
-}
-
-static Datum
-text_or_null(const char *s, bool *isnull)
-{
-	*isnull = (s == NULL);
-	return s == NULL ? (Datum) 0 : CStringGetTextDatum(s);
-}
-
-static int64
-col_int64(HeapTuple t, TupleDesc d, int col, bool *isnull)
-{
-	Datum		v = SPI_getbinval(t, d, col, isnull);
-
-	return *isnull ? 0 : DatumGetInt64(v);
-}
-
-/* A text column copied into the current context, or NULL */
-static char *
-col_text(HeapTuple t, TupleDesc d, int col)
-{
-	bool		isnull;
-	Datum		v = SPI_getbinval(t, d, col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(v);
+	return partoo_make_array(elems, NULL, n, INT8OID);
 }
 
 /* ----------------------------------------------------------------
@@ -331,11 +264,11 @@ fetch_partoo_messages(HTAB *msgs, int64 *ids, int n, bool lock, bool nowait)
 	if (n == 0)
 		return;
 	if (!lock)
-		plan = partoo_webhook_keep_plan(&plan_read, FETCH_PARTOO_SQL, 1, argtypes);
+		plan = partoo_plan_once(&plan_read, FETCH_PARTOO_SQL, 1, argtypes, PARTOO_WEBHOOK_PLAN);
 	else if (nowait)
-		plan = partoo_webhook_keep_plan(&plan_nowait, FETCH_PARTOO_SQL " FOR UPDATE NOWAIT", 1, argtypes);
+		plan = partoo_plan_once(&plan_nowait, FETCH_PARTOO_SQL " FOR UPDATE NOWAIT", 1, argtypes, PARTOO_WEBHOOK_PLAN);
 	else
-		plan = partoo_webhook_keep_plan(&plan_lock, FETCH_PARTOO_SQL " FOR UPDATE", 1, argtypes);
+		plan = partoo_plan_once(&plan_lock, FETCH_PARTOO_SQL " FOR UPDATE", 1, argtypes, PARTOO_WEBHOOK_PLAN);
 	args[0] = int64_array(ids, n);
 	rc = partoo_webhook_run_plan(plan, args, NULL);
 	if (rc != SPI_OK_SELECT)
@@ -346,16 +279,16 @@ fetch_partoo_messages(HTAB *msgs, int64 *ids, int n, bool lock, bool nowait)
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		bool		isnull;
-		int64		pid = col_int64(t, d, 1, &isnull);
+		int64		pid = partoo_spi_int64(t, d, 1, &isnull);
 		MsgState   *m = hash_search(msgs, &pid, HASH_ENTER, NULL);
-		char	   *state = col_text(t, d, 3);
-		char	   *status = col_text(t, d, 4);
+		char	   *state = partoo_spi_text(t, d, 3);
+		char	   *status = partoo_spi_text(t, d, 4);
 		TimestampTz status_at = 0;
 		bool		has_status_at;
 		Datum		v;
 
 		m->found = true;
-		m->id = col_int64(t, d, 2, &isnull);
+		m->id = partoo_spi_int64(t, d, 2, &isnull);
 		strlcpy(m->state, state ? state : "", sizeof(m->state));
 		m->st.status = partoo_status_from_name(status);
 		v = SPI_getbinval(t, d, 5, &isnull);
@@ -444,7 +377,7 @@ write_partoo_messages(HTAB *msgs)
 	if (k == 0)
 		return;
 
-	partoo_webhook_keep_plan(&plan,
+	partoo_plan_once(&plan,
 							 "UPDATE partoo.messages m"
 							 "   SET state = u.state, partoo_status = u.status,"
 							 "       status_at = CASE WHEN u.touch THEN clock_timestamp() ELSE m.status_at END,"
@@ -452,12 +385,12 @@ write_partoo_messages(HTAB *msgs)
 							 "  FROM (SELECT unnest($1) AS id, unnest($2) AS state, unnest($3) AS status,"
 							 "               unnest($4) AS touch, unnest($5) AS is_deleted) AS u"
 							 " WHERE m.id = u.id",
-							 5, argtypes);
-	args[0] = partoo_webhook_make_array(ids, NULL, k, INT8OID);
-	args[1] = partoo_webhook_make_array(states, NULL, k, TEXTOID);
-	args[2] = partoo_webhook_make_array(statuses, NULL, k, TEXTOID);
-	args[3] = partoo_webhook_make_array(touch, NULL, k, BOOLOID);
-	args[4] = partoo_webhook_make_array(deleted, NULL, k, BOOLOID);
+							 5, argtypes, PARTOO_WEBHOOK_PLAN);
+	args[0] = partoo_make_array(ids, NULL, k, INT8OID);
+	args[1] = partoo_make_array(states, NULL, k, TEXTOID);
+	args[2] = partoo_make_array(statuses, NULL, k, TEXTOID);
+	args[3] = partoo_make_array(touch, NULL, k, BOOLOID);
+	args[4] = partoo_make_array(deleted, NULL, k, BOOLOID);
 	rc = partoo_webhook_run_plan(plan, args, NULL);
 	if (rc != SPI_OK_UPDATE || SPI_processed != (uint64) k)
 		elog(ERROR, "could not update partoo.messages: %s, " UINT64_FORMAT " of %d rows",
@@ -490,17 +423,17 @@ existing_keys(char **keys, int n, Size keysize)
 					  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	for (i = 0; i < (uint64) n; i++)
 		elems[i] = CStringGetTextDatum(keys[i]);
-	partoo_webhook_keep_plan(&plan,
+	partoo_plan_once(&plan,
 							 "SELECT dedup_key FROM partoo.events"
 							 " WHERE dedup_key = ANY ($1::text[] COLLATE \"C\")",
-							 1, argtypes);
-	args[0] = partoo_webhook_make_array(elems, NULL, n, TEXTOID);
+							 1, argtypes, PARTOO_WEBHOOK_PLAN);
+	args[0] = partoo_make_array(elems, NULL, n, TEXTOID);
 	rc = partoo_webhook_run_plan(plan, args, NULL);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read partoo.events: %s", SPI_result_code_string(rc));
 	for (i = 0; i < SPI_processed; i++)
 	{
-		char	   *k = col_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *k = partoo_spi_text(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 
 		(void) hash_search(set, k, HASH_ENTER, NULL);
 	}
@@ -595,7 +528,7 @@ insert_events(PartooIngestEvent **evs, int n, Datum payloads)
 				nulls[c][i] = false; \
 			} \
 			else \
-				cols[c][i] = text_or_null(ev->field, &nulls[c][i]); \
+				cols[c][i] = partoo_text_datum(ev->field, &nulls[c][i]); \
 		} while (0)
 
 		cols[0][i] = src_text[ev->source == PARTOO_SOURCE_PARTOO ? 0 : 1];
@@ -603,8 +536,8 @@ insert_events(PartooIngestEvent **evs, int n, Datum payloads)
 		SHARED_TEXT(1, event_type);
 		cols[2][i] = Int64GetDatum(ev->partoo_id);
 		nulls[2][i] = ev->partoo_id == 0;
-		cols[3][i] = text_or_null(ev->dispatch_id, &nulls[3][i]);
-		cols[4][i] = text_or_null(ev->recipient, &nulls[4][i]);
+		cols[3][i] = partoo_text_datum(ev->dispatch_id, &nulls[3][i]);
+		cols[4][i] = partoo_text_datum(ev->recipient, &nulls[4][i]);
 		cols[5][i] = Int32GetDatum(ev->part);
 		nulls[5][i] = ev->source != PARTOO_SOURCE_DISPATCH;
 		SHARED_TEXT(6, channel);
@@ -613,7 +546,7 @@ insert_events(PartooIngestEvent **evs, int n, Datum payloads)
 		SHARED_TEXT(9, status_raw);
 		cols[10][i] = TimestampTzGetDatum(ev->event_at);
 		nulls[10][i] = !ev->has_event_at;
-		cols[11][i] = text_or_null(ev->order_key, &nulls[11][i]);
+		cols[11][i] = partoo_text_datum(ev->order_key, &nulls[11][i]);
 		cols[12][i] = CStringGetTextDatum(ev->dedup_key);
 		nulls[12][i] = false;
 		if (pv != NULL && ev->outcome == pv->outcome)
@@ -625,13 +558,13 @@ insert_events(PartooIngestEvent **evs, int n, Datum payloads)
 		nulls[15][i] = !ev->has_message_id;
 	}
 	for (c = 0; c < 16; c++)
-		args[c] = c == 13 ? payloads : partoo_webhook_make_array(cols[c], nulls[c], n, elemtypes[c]);
+		args[c] = c == 13 ? payloads : partoo_make_array(cols[c], nulls[c], n, elemtypes[c]);
 
 	if (nstatus > 0)
 	{
-		partoo_webhook_keep_plan(&plans[0],
+		partoo_plan_once(&plans[0],
 								 INSERT_EVENTS_SQL("u.outcome IN ('applied', 'stale', 'pending')", ""),
-								 16, argtypes);
+								 16, argtypes, PARTOO_WEBHOOK_PLAN);
 		rc = partoo_webhook_run_plan(plans[0], args, NULL);
 		if (rc != SPI_OK_INSERT || SPI_processed != (uint64) nstatus)
 			elog(ERROR, "could not insert into partoo.events: %s",
@@ -644,10 +577,10 @@ insert_events(PartooIngestEvent **evs, int n, Datum payloads)
 		Size		keysize = 0;
 		uint64		r;
 
-		partoo_webhook_keep_plan(&plans[1],
+		partoo_plan_once(&plans[1],
 								 INSERT_EVENTS_SQL("u.outcome = 'ignored'",
 								 " ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key"),
-								 16, argtypes);
+								 16, argtypes, PARTOO_WEBHOOK_PLAN);
 		rc = partoo_webhook_run_plan(plans[1], args, NULL);
 		if (rc != SPI_OK_INSERT_RETURNING)
 			elog(ERROR, "could not insert into partoo.events: %s", SPI_result_code_string(rc));
@@ -663,7 +596,7 @@ insert_events(PartooIngestEvent **evs, int n, Datum payloads)
 							   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 		for (r = 0; r < SPI_processed; r++)
 			(void) hash_search(inserted,
-							   col_text(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1),
+							   partoo_spi_text(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1),
 							   HASH_ENTER, NULL);
 		for (i = 0; i < n; i++)
 			if (strcmp(evs[i]->outcome, "ignored") == 0 &&
@@ -826,9 +759,9 @@ apply_pending(int64 *pids, int n)
 				rc;
 
 	/* the cheap way out: no event waits at all */
-	partoo_webhook_keep_plan(&plan_any,
+	partoo_plan_once(&plan_any,
 							 "SELECT EXISTS (SELECT 1 FROM partoo.events WHERE outcome = 'pending')",
-							 0, NULL);
+							 0, NULL, PARTOO_WEBHOOK_PLAN);
 	rc = partoo_webhook_run_plan(plan_any, NULL, NULL);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read partoo.events: %s", SPI_result_code_string(rc));
@@ -840,10 +773,10 @@ apply_pending(int64 *pids, int n)
 			return;
 	}
 
-	partoo_webhook_keep_plan(&plan_pending,
+	partoo_plan_once(&plan_pending,
 							 "SELECT id, partoo_id, payload FROM partoo.events"
 							 " WHERE outcome = 'pending' AND partoo_id = ANY ($1) ORDER BY id",
-							 1, any_types);
+							 1, any_types, PARTOO_WEBHOOK_PLAN);
 	args[0] = int64_array(pids, n);
 	rc = partoo_webhook_run_plan(plan_pending, args, NULL);
 	if (rc != SPI_OK_SELECT)
@@ -858,7 +791,7 @@ apply_pending(int64 *pids, int n)
 		HeapTuple	t = SPI_tuptable->vals[r];
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		bool		isnull;
-		int64		id = col_int64(t, d, 1, &isnull);
+		int64		id = partoo_spi_int64(t, d, 1, &isnull);
 		Datum		payload = SPI_getbinval(t, d, 3, &isnull);
 		text	   *body = DatumGetTextPP(payload);
 		PartooWebhookError err;
@@ -910,17 +843,17 @@ apply_pending(int64 *pids, int n)
 		mids[i] = Int64GetDatum(m->id);
 	}
 
-	partoo_webhook_keep_plan(&plan_update,
+	partoo_plan_once(&plan_update,
 							 "UPDATE partoo.events e"
 							 "   SET outcome = u.outcome, message_id = u.message_id,"
 							 "       applied_at = CASE WHEN u.outcome = 'applied' THEN now() END"
 							 "  FROM (SELECT unnest($1) AS id, unnest($2) AS outcome,"
 							 "               unnest($3) AS message_id) AS u"
 							 " WHERE e.id = u.id AND e.outcome = 'pending'",
-							 3, upd_types);
-	args[0] = partoo_webhook_make_array(ids, NULL, nev, INT8OID);
-	args[1] = partoo_webhook_make_array(outcomes, NULL, nev, TEXTOID);
-	args[2] = partoo_webhook_make_array(mids, NULL, nev, INT8OID);
+							 3, upd_types, PARTOO_WEBHOOK_PLAN);
+	args[0] = partoo_make_array(ids, NULL, nev, INT8OID);
+	args[1] = partoo_make_array(outcomes, NULL, nev, TEXTOID);
+	args[2] = partoo_make_array(mids, NULL, nev, INT8OID);
 	rc = partoo_webhook_run_plan(plan_update, args, NULL);
 	if (rc != SPI_OK_UPDATE)
 		elog(ERROR, "could not update partoo.events: %s", SPI_result_code_string(rc));

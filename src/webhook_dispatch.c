@@ -81,31 +81,6 @@ struct PartooDispatchSet
  * ----------------------------------------------------------------
  */
 
-static Datum
-text_or_null(const char *s, bool *isnull)
-{
-	*isnull = (s == NULL);
-	return s == NULL ? (Datum) 0 : CStringGetTextDatum(s);
-}
-
-static int64
-col_int64(HeapTuple t, TupleDesc d, int col, bool *isnull)
-{
-	Datum		v = SPI_getbinval(t, d, col, isnull);
-
-	return *isnull ? 0 : DatumGetInt64(v);
-}
-
-/* A text column copied into the current context, or NULL */
-static char *
-col_text(HeapTuple t, TupleDesc d, int col)
-{
-	bool		isnull;
-	Datum		v = SPI_getbinval(t, d, col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(v);
-}
-
 static char *
 dispatch_key(const char *external_id, const char *recipient)
 {
@@ -265,15 +240,15 @@ lock_dispatch_messages(DispatchMsg **sorted, int k)
 	for (i = 0; i < k; i++)
 		*dispatch_set_slot(&ds, sorted[i]->external_id, sorted[i]->recipient) = sorted[i];
 
-	partoo_webhook_keep_plan(&plan_lock,
+	partoo_plan_once(&plan_lock,
 							 "SELECT m.external_id, m.recipient, m.id, m.metadata IS NOT NULL"
 							 "  FROM partoo.messages m"
 							 "  JOIN unnest($1, $2) AS u(e, r) ON m.external_id = u.e AND m.recipient = u.r"
 							 " WHERE m.provider = 'dispatch'"
 							 " ORDER BY m.id FOR UPDATE OF m",
-							 2, lock_types);
-	args[0] = partoo_webhook_make_array(ext, NULL, k, TEXTOID);
-	args[1] = partoo_webhook_make_array(rcpt, NULL, k, TEXTOID);
+							 2, lock_types, PARTOO_WEBHOOK_PLAN);
+	args[0] = partoo_make_array(ext, NULL, k, TEXTOID);
+	args[1] = partoo_make_array(rcpt, NULL, k, TEXTOID);
 	rc = partoo_webhook_run_plan(plan_lock, args, NULL);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not lock dispatch messages: %s", SPI_result_code_string(rc));
@@ -292,12 +267,12 @@ lock_dispatch_messages(DispatchMsg **sorted, int k)
 	{
 		HeapTuple	t = SPI_tuptable->vals[r];
 		TupleDesc	d = SPI_tuptable->tupdesc;
-		char	   *e = col_text(t, d, 1);
-		char	   *rc2 = col_text(t, d, 2);
+		char	   *e = partoo_spi_text(t, d, 1);
+		char	   *rc2 = partoo_spi_text(t, d, 2);
 		bool		isnull;
 		DispatchMsg **pm = dispatch_set_slot(&ds, e, rc2);
 		DispatchMsg *dm = *pm;
-		int64		id = col_int64(t, d, 3, &isnull);
+		int64		id = partoo_spi_int64(t, d, 3, &isnull);
 		char	   *slot;
 
 		if (dm == NULL)
@@ -310,11 +285,11 @@ lock_dispatch_messages(DispatchMsg **sorted, int k)
 		memcpy(slot + sizeof(int64), &dm, sizeof(DispatchMsg *));
 	}
 
-	partoo_webhook_keep_plan(&plan_parts,
+	partoo_plan_once(&plan_parts,
 							 "SELECT message_id, part, total_parts, channel, status, status_date, status_order"
 							 "  FROM partoo.message_parts WHERE message_id = ANY ($1)",
-							 1, parts_types);
-	args[0] = partoo_webhook_make_array(ids, NULL, nfound, INT8OID);
+							 1, parts_types, PARTOO_WEBHOOK_PLAN);
+	args[0] = partoo_make_array(ids, NULL, nfound, INT8OID);
 	rc = partoo_webhook_run_plan(plan_parts, args, NULL);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read partoo.message_parts: %s", SPI_result_code_string(rc));
@@ -323,7 +298,7 @@ lock_dispatch_messages(DispatchMsg **sorted, int k)
 		HeapTuple	t = SPI_tuptable->vals[r];
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		bool		isnull;
-		int64		id = col_int64(t, d, 1, &isnull);
+		int64		id = partoo_spi_int64(t, d, 1, &isnull);
 		char	   *slot = hash_search(by_id, &id, HASH_FIND, NULL);
 		DispatchMsg *dm;
 		DispatchPart *p;
@@ -336,8 +311,8 @@ lock_dispatch_messages(DispatchMsg **sorted, int k)
 		v = SPI_getbinval(t, d, 3, &isnull);
 		p->total_parts = isnull ? p->part : DatumGetInt32(v);
 		dm->total_parts = Max(dm->total_parts, p->total_parts);
-		p->channel = col_text(t, d, 4);
-		p->status_raw = col_text(t, d, 5);
+		p->channel = partoo_spi_text(t, d, 4);
+		p->status_raw = partoo_spi_text(t, d, 5);
 		p->status = partoo_dispatch_status_from_name(p->status_raw);
 		p->status_date = DatumGetTimestampTz(SPI_getbinval(t, d, 6, &isnull));
 		p->status_order = DatumGetInt32(SPI_getbinval(t, d, 7, &isnull));
@@ -393,20 +368,20 @@ fetch_dispatch_messages(PartooDispatchSet *ds, const char *created_by)
 	{
 		ext[i] = CStringGetTextDatum(missing[i]->external_id);
 		rcpt[i] = CStringGetTextDatum(missing[i]->recipient);
-		chan[i] = text_or_null(missing[i]->first_channel, &chan_null[i]);
-		meta[i] = text_or_null(missing[i]->first_metadata, &meta_null[i]);
+		chan[i] = partoo_text_datum(missing[i]->first_channel, &chan_null[i]);
+		meta[i] = partoo_text_datum(missing[i]->first_metadata, &meta_null[i]);
 	}
-	partoo_webhook_keep_plan(&plan_create,
+	partoo_plan_once(&plan_create,
 							 "INSERT INTO partoo.messages"
 							 "  (provider, external_id, recipient, state, channel, metadata, created_by)"
 							 " SELECT 'dispatch', u.e, u.r, 'sent', u.c, u.meta::jsonb, $5"
 							 "   FROM unnest($1, $2, $3, $4) AS u(e, r, c, meta)"
 							 " ON CONFLICT (external_id, recipient) WHERE provider = 'dispatch' DO NOTHING",
-							 5, create_types);
-	args[0] = partoo_webhook_make_array(ext, NULL, nmissing, TEXTOID);
-	args[1] = partoo_webhook_make_array(rcpt, NULL, nmissing, TEXTOID);
-	args[2] = partoo_webhook_make_array(chan, chan_null, nmissing, TEXTOID);
-	args[3] = partoo_webhook_make_array(meta, meta_null, nmissing, TEXTOID);
+							 5, create_types, PARTOO_WEBHOOK_PLAN);
+	args[0] = partoo_make_array(ext, NULL, nmissing, TEXTOID);
+	args[1] = partoo_make_array(rcpt, NULL, nmissing, TEXTOID);
+	args[2] = partoo_make_array(chan, chan_null, nmissing, TEXTOID);
+	args[3] = partoo_make_array(meta, meta_null, nmissing, TEXTOID);
 	args[4] = CStringGetTextDatum(created_by);
 	rc = partoo_webhook_run_plan(plan_create, args, NULL);
 	if (rc != SPI_OK_INSERT)
@@ -562,7 +537,7 @@ write_dispatch_messages(PartooDispatchSet *ds)
 			p_mid[np] = Int64GetDatum(m->id);
 			p_part[np] = Int32GetDatum(p->part);
 			p_total[np] = Int32GetDatum(p->total_parts);
-			p_chan[np] = text_or_null(p->channel, &p_chan_null[np]);
+			p_chan[np] = partoo_text_datum(p->channel, &p_chan_null[np]);
 			p_status[np] = CStringGetTextDatum(p->status_raw);
 			p_date[np] = TimestampTzGetDatum(p->status_date);
 			p_order[np] = Int32GetDatum(p->status_order);
@@ -573,14 +548,14 @@ write_dispatch_messages(PartooDispatchSet *ds)
 																m->total_parts));
 		m_status[nm] = CStringGetTextDatum(newest ? newest->status_raw : "");
 		m_at[nm] = TimestampTzGetDatum(newest ? newest->status_date : GetCurrentTimestamp());
-		m_chan[nm] = text_or_null(newest ? newest->channel : NULL, &m_chan_null[nm]);
-		m_meta[nm] = text_or_null(m->new_metadata, &m_meta_null[nm]);
+		m_chan[nm] = partoo_text_datum(newest ? newest->channel : NULL, &m_chan_null[nm]);
+		m_meta[nm] = partoo_text_datum(m->new_metadata, &m_meta_null[nm]);
 		nm++;
 	}
 
 	if (np > 0)
 	{
-		partoo_webhook_keep_plan(&plan_parts,
+		partoo_plan_once(&plan_parts,
 								 "INSERT INTO partoo.message_parts AS p"
 								 "  (message_id, part, total_parts, channel, status, status_date, status_order)"
 								 " SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),"
@@ -589,21 +564,21 @@ write_dispatch_messages(PartooDispatchSet *ds)
 								 "   SET total_parts = EXCLUDED.total_parts, channel = EXCLUDED.channel,"
 								 "       status = EXCLUDED.status, status_date = EXCLUDED.status_date,"
 								 "       status_order = EXCLUDED.status_order",
-								 7, part_types);
-		args[0] = partoo_webhook_make_array(p_mid, NULL, np, INT8OID);
-		args[1] = partoo_webhook_make_array(p_part, NULL, np, INT4OID);
-		args[2] = partoo_webhook_make_array(p_total, NULL, np, INT4OID);
-		args[3] = partoo_webhook_make_array(p_chan, p_chan_null, np, TEXTOID);
-		args[4] = partoo_webhook_make_array(p_status, NULL, np, TEXTOID);
-		args[5] = partoo_webhook_make_array(p_date, NULL, np, TIMESTAMPTZOID);
-		args[6] = partoo_webhook_make_array(p_order, NULL, np, INT4OID);
+								 7, part_types, PARTOO_WEBHOOK_PLAN);
+		args[0] = partoo_make_array(p_mid, NULL, np, INT8OID);
+		args[1] = partoo_make_array(p_part, NULL, np, INT4OID);
+		args[2] = partoo_make_array(p_total, NULL, np, INT4OID);
+		args[3] = partoo_make_array(p_chan, p_chan_null, np, TEXTOID);
+		args[4] = partoo_make_array(p_status, NULL, np, TEXTOID);
+		args[5] = partoo_make_array(p_date, NULL, np, TIMESTAMPTZOID);
+		args[6] = partoo_make_array(p_order, NULL, np, INT4OID);
 		rc = partoo_webhook_run_plan(plan_parts, args, NULL);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "could not write partoo.message_parts: %s", SPI_result_code_string(rc));
 	}
 	if (nm > 0)
 	{
-		partoo_webhook_keep_plan(&plan_msgs,
+		partoo_plan_once(&plan_msgs,
 								 "UPDATE partoo.messages m"
 								 "   SET state = u.state, partoo_status = u.status, status_at = u.status_at,"
 								 "       channel = coalesce(u.channel, m.channel),"
@@ -612,13 +587,13 @@ write_dispatch_messages(PartooDispatchSet *ds)
 								 "               unnest($4) AS status_at, unnest($5) AS channel,"
 								 "               unnest($6) AS meta) AS u"
 								 " WHERE m.id = u.id",
-								 6, msg_types);
-		args[0] = partoo_webhook_make_array(m_id, NULL, nm, INT8OID);
-		args[1] = partoo_webhook_make_array(m_state, NULL, nm, TEXTOID);
-		args[2] = partoo_webhook_make_array(m_status, NULL, nm, TEXTOID);
-		args[3] = partoo_webhook_make_array(m_at, NULL, nm, TIMESTAMPTZOID);
-		args[4] = partoo_webhook_make_array(m_chan, m_chan_null, nm, TEXTOID);
-		args[5] = partoo_webhook_make_array(m_meta, m_meta_null, nm, TEXTOID);
+								 6, msg_types, PARTOO_WEBHOOK_PLAN);
+		args[0] = partoo_make_array(m_id, NULL, nm, INT8OID);
+		args[1] = partoo_make_array(m_state, NULL, nm, TEXTOID);
+		args[2] = partoo_make_array(m_status, NULL, nm, TEXTOID);
+		args[3] = partoo_make_array(m_at, NULL, nm, TIMESTAMPTZOID);
+		args[4] = partoo_make_array(m_chan, m_chan_null, nm, TEXTOID);
+		args[5] = partoo_make_array(m_meta, m_meta_null, nm, TEXTOID);
 		rc = partoo_webhook_run_plan(plan_msgs, args, NULL);
 		if (rc != SPI_OK_UPDATE)
 			elog(ERROR, "could not update dispatch messages: %s", SPI_result_code_string(rc));

@@ -500,6 +500,35 @@ record_jobs(Job **jobs, int n)
 }
 
 /*
+ * Record jobs[0..n) in a subtransaction.  Returns NULL, or the error
+ * (copied into cxt) after rolling the subtransaction back; either way
+ * back in cxt and owner.
+ */
+static ErrorData *
+record_in_subxact(Job **jobs, int n, MemoryContext cxt, ResourceOwner owner)
+{
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		record_jobs(jobs, n);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return edata;
+}
+
+/*
  * Record every finished job, in a subtransaction; if the batch fails,
  * record job by job, and a job that cannot be recorded becomes dead with
  * the reason (failing that, it stays leased and comes back later).
@@ -510,78 +539,44 @@ record_results(void)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool batch_ok = false;
-	volatile int i;
-	volatile int64 soonest = NEVER;
+	ErrorData  *edata;
+	int			i;
+	int64		soonest = NEVER;
 
 	if (nresults == 0)
 		return NEVER;
 	pgstat_report_activity(STATE_RUNNING, "recording outcomes");
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
+	edata = record_in_subxact(results, nresults, cxt, owner);
+	if (edata != NULL)
 	{
-		record_jobs(results, nresults);
-		ReleaseCurrentSubTransaction();
-		batch_ok = true;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		CurrentResourceOwner = owner;
 		ereport(LOG,
 				(errmsg("partoo worker could not record a batch of %d outcomes, recording them one by one: %s",
 						nresults, edata->message)));
 		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-
-	for (i = 0; !batch_ok && i < nresults; i++)
-	{
-		Job		   *job = results[i];
-		volatile int tries;
-
-		for (tries = 0; tries < 2; tries++)
+		for (i = 0; i < nresults; i++)
 		{
-			volatile bool ok = false;
+			Job		   *job = results[i];
 
-			BeginInternalSubTransaction(NULL);
-			PG_TRY();
+			edata = record_in_subxact(&job, 1, cxt, owner);
+			if (edata == NULL)
+				continue;
+			ereport(LOG,
+					(errmsg("partoo worker could not record the outcome of message %lld: %s",
+							(long long) job->message_id, edata->message)));
+			/* second try: mark it dead with the reason */
+			set_outcome(job, "dead", true, 0, job->new_attempts, 0, job->http,
+						"could not record outcome: %.500s", edata->message);
+			job->has_pid = false;
+			FreeErrorData(edata);
+			edata = record_in_subxact(&job, 1, cxt, owner);
+			if (edata != NULL)
 			{
-				record_jobs(&job, 1);
-				ReleaseCurrentSubTransaction();
-				ok = true;
-			}
-			PG_CATCH();
-			{
-				ErrorData  *edata;
-
-				MemoryContextSwitchTo(cxt);
-				edata = CopyErrorData();
-				FlushErrorState();
-				RollbackAndReleaseCurrentSubTransaction();
-				CurrentResourceOwner = owner;
 				ereport(LOG,
-						(errmsg("partoo worker could not record the outcome of message %lld: %s",
+						(errmsg("partoo worker could not mark message %lld dead, it stays leased: %s",
 								(long long) job->message_id, edata->message)));
-				/* second try: mark it dead with the reason */
-				set_outcome(job, "dead", true, 0, job->new_attempts, 0, job->http,
-							"could not record outcome: %.500s", edata->message);
-				job->has_pid = false;
 				FreeErrorData(edata);
 			}
-			PG_END_TRY();
-			MemoryContextSwitchTo(cxt);
-			CurrentResourceOwner = owner;
-			if (ok)
-				break;
 		}
 	}
 
