@@ -22,8 +22,8 @@ CORE_OBJS = src/validate.o src/request.o src/response.o src/ratelimit.o \
 	src/webhook_parse.o src/signature.o
 OBJS = $(CORE_OBJS) \
 	src/partoo.o src/http.o src/message.o src/store.o src/send.o \
-	src/enqueue.o src/shmem.o src/outbox.o src/worker.o src/webhook.o \
-	src/webhook_apply.o src/webhook_dispatch.o
+	src/enqueue.o src/shmem.o src/outbox.o src/worker.o src/worker_job.o \
+	src/webhook.o src/webhook_apply.o src/webhook_dispatch.o
 
 DATA = sql/partoo--0.1.sql sql/partoo--0.1--0.2.sql
 PGFILEDESC = "partoo - send messages through the Partoo API from PostgreSQL"

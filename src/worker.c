@@ -17,13 +17,11 @@
  * partoo_enqueue's commit sets the latch) or when every account with due
  * rows is out of tokens (until the first one has some again).
  *
- * Outcomes are row data, never errors: 2xx -> sent; 429 -> the account is
- * paused for Retry-After and the row waits, without counting an attempt;
- * 400/401/403/404/415... -> rejected; anything else -> retried with
- * exponential backoff and full jitter until partoo.max_attempts, then
- * dead.  An ERROR inside the loop is caught, logged and reported in
- * partoo.worker_status(); the loop goes on.  A batch whose recording fails
- * is recorded row by row so that one poison row cannot stop the others.
+ * Outcomes are row data, never errors (worker_job.c turns a claimed row
+ * into a request, and a response into an outcome).  An ERROR inside the
+ * loop is caught, logged and reported in partoo.worker_status(); the loop
+ * goes on.  A batch whose recording fails is recorded row by row so that
+ * one poison row cannot stop the others.
  *
  * Memory: jobs and requests are malloc'd (they live across transactions)
  * and freed once recorded; everything palloc'd in an iteration lives in a
@@ -33,16 +31,12 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "partoo.h"
+#include "worker.h"
 
 #include <malloc.h>
-#include <time.h>
 
 #include "access/xact.h"
-#include "common/hashfn.h"
-#include "common/pg_prng.h"
 #include "executor/spi.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -61,40 +55,6 @@
 #define RECORD_DELAY_MS 20		/* longest a finished request waits to be
 								 * recorded while others are in flight */
 #define NEVER INT64_MAX
-
-typedef struct WorkerAccount
-{
-	char		name[NAMEDATALEN];	/* hash key; "" is the default account */
-	char	   *api_key;		/* malloc'd */
-	char	   *base_url;		/* malloc'd */
-	int			rpm;
-	PartooRateLimiter *rl;
-	bool		present;		/* seen in the last reload */
-	int			reserved;		/* tokens taken for the current claim */
-	int			used;			/* of those, used by claimed rows */
-} WorkerAccount;
-
-typedef struct Job
-{
-	int64		outbox_id;
-	int64		message_id;
-	bool		is_retry;
-	int			attempts;		/* outbox attempts before this one */
-	char		account[NAMEDATALEN];
-	PartooHttpRequest *req;
-	int			inflight_index;
-	int64		done_ms;
-	/* outcome */
-	const char *state;
-	bool		final;
-	int64		delay_ms;
-	int			new_attempts;
-	int			counted;
-	bool		has_pid;
-	int64		pid;
-	long		http;
-	char		err[600];
-} Job;
 
 static volatile sig_atomic_t got_sigterm = false;
 static PartooWorkerSlot *slot = NULL;
@@ -304,131 +264,34 @@ accounts_changed(void)
 	return !accounts_loaded || gen != accounts_generation;
 }
 
-/* ---------------------------------------------------------------------
- * Outcomes
- * ---------------------------------------------------------------------
- */
-
-static void
-set_outcome(Job *job, const char *state, bool final, int64 delay_ms,
-			int new_attempts, int counted, long http, const char *fmt,...)
-	pg_attribute_printf(8, 9);
-
-static void
-set_outcome(Job *job, const char *state, bool final, int64 delay_ms,
-			int new_attempts, int counted, long http, const char *fmt,...)
-{
-	job->state = state;
-	job->final = final;
-	job->delay_ms = delay_ms;
-	job->new_attempts = new_attempts;
-	job->counted = counted;
-	job->http = http;
-	job->err[0] = '\0';
-	if (fmt != NULL)
-	{
-		va_list		ap;
-
-		va_start(ap, fmt);
-		vsnprintf(job->err, sizeof(job->err), fmt, ap);
-		va_end(ap);
-	}
-}
-
-/* A failure that may succeed later: back off, or give up at max_attempts */
-static void
-retry_later(Job *job, long http, const char *what)
-{
-	int			attempts = job->attempts + 1;
-
-	if (attempts >= partoo_max_attempts)
-	{
-		set_outcome(job, "dead", true, 0, attempts, 1, http,
-					"%s (attempt %d of %d)", what, attempts, partoo_max_attempts);
-		slot->dead++;
-		return;
-	}
-	set_outcome(job, "queued", false,
-				partoo_backoff_ms(attempts, partoo_retry_base_ms,
-								  partoo_retry_max_ms,
-								  pg_prng_uint64(&pg_global_prng_state)),
-				attempts, 1, http, "%s (attempt %d of %d)", what, attempts,
-				partoo_max_attempts);
-	slot->failed++;
-}
-
-/* Turn a finished request into its job's outcome, and free the request */
-static void
-classify(Job *job)
-{
-	PartooHttpRequest *req = job->req;
-	PartooApiResult res;
-	char		what[520];
-	const char *body;
-
-	partoo_parse_api_response(req->status, req->resp, req->resp_len, &res);
-	body = res.error_text ? res.error_text :
-		(req->resp_len > 0 ? req->resp : "(empty body)");
-	if (req->status == 0)
-		snprintf(what, sizeof(what), "%s", req->errbuf[0] ? req->errbuf : "transport failure");
-	else
-		snprintf(what, sizeof(what), "HTTP %ld: %.480s", req->status, body);
-
-	if (req->too_large)
-		retry_later(job, req->status, "response body over the size limit");
-	else
-	{
-		switch (partoo_classify_status(req->status))
-		{
-			case PARTOO_FC_OK:
-				if (job->is_retry)
-				{
-					set_outcome(job, "sent", true, 0, job->attempts, 1, req->status, NULL);
-					slot->retried++;
-				}
-				else
-				{
-					set_outcome(job, "sent", true, 0, job->attempts, 1, req->status,
-								res.has_message_id ? NULL :
-								"Partoo answered without a message_id");
-					job->has_pid = res.has_message_id;
-					job->pid = res.message_id;
-					slot->sent++;
-				}
-				break;
-			case PARTOO_FC_RATE_LIMITED:
-				{
-					long		secs = partoo_parse_retry_after(req->retry_after,
-																(int64) time(NULL));
-					WorkerAccount *a = account_get(job->account, false);
-
-					if (secs < 1)
-						secs = 1;
-					if (a != NULL)
-						partoo_ratelimit_pause_until(a->rl, now_ms() + secs * 1000);
-					set_outcome(job, "queued", false, secs * 1000, job->attempts, 0,
-								req->status, "%s (account paused for %ld s)", what, secs);
-					slot->rate_limited++;
-				}
-				break;
-			case PARTOO_FC_REJECTED:
-				set_outcome(job, "rejected", true, 0, job->attempts + 1, 1,
-							req->status, "%s", what);
-				slot->rejected++;
-				break;
-			case PARTOO_FC_RETRYABLE:
-				retry_later(job, req->status, what);
-				break;
-		}
-	}
-	partoo_api_result_free(&res);
-	partoo_http_request_free(req);
-	job->req = NULL;
-}
-
+/* A job with its outcome, to be recorded; counts it in worker_status() */
 static void
 add_result(Job *job)
 {
+	switch (job->count)
+	{
+		case JOB_COUNT_NONE:
+			break;
+		case JOB_COUNT_SENT:
+			slot->sent++;
+			break;
+		case JOB_COUNT_RETRIED:
+			slot->retried++;
+			break;
+		case JOB_COUNT_FAILED:
+			slot->failed++;
+			break;
+		case JOB_COUNT_DEAD:
+			slot->dead++;
+			break;
+		case JOB_COUNT_REJECTED:
+			slot->rejected++;
+			break;
+		case JOB_COUNT_RATE_LIMITED:
+			slot->rate_limited++;
+			break;
+	}
+	job->count = JOB_COUNT_NONE;
 	job->done_ms = now_ms();
 	results[nresults++] = job;
 }
@@ -443,60 +306,14 @@ collect(void)
 	{
 		Job		   *job = (Job *) req->user;
 		int			i = job->inflight_index;
+		WorkerAccount *a = account_get(job->account, false);
 
 		/* swap-remove from the in-flight list */
 		inflight[i] = inflight[--ninflight];
 		inflight[i]->inflight_index = i;
-		classify(job);
+		partoo_job_classify(job, a != NULL ? a->rl : NULL);
 		add_result(job);
 	}
-}
-
-/*
- * Write the outcomes of jobs[0..n) in one statement.  Strings are made
- * safe for the database encoding first.
- */
-static void
-record_jobs(Job **jobs, int n)
-{
-	Datum	   *oid = palloc(sizeof(Datum) * n);
-	Datum	   *mid = palloc(sizeof(Datum) * n);
-	Datum	   *state = palloc(sizeof(Datum) * n);
-	Datum	   *final = palloc(sizeof(Datum) * n);
-	Datum	   *delay = palloc(sizeof(Datum) * n);
-	Datum	   *attempts = palloc(sizeof(Datum) * n);
-	Datum	   *counted = palloc(sizeof(Datum) * n);
-	Datum	   *pid = palloc(sizeof(Datum) * n);
-	bool	   *pid_null = palloc(sizeof(bool) * n);
-	Datum	   *http = palloc(sizeof(Datum) * n);
-	bool	   *http_null = palloc(sizeof(bool) * n);
-	Datum	   *err = palloc(sizeof(Datum) * n);
-	bool	   *err_null = palloc(sizeof(bool) * n);
-	Datum	   *is_retry = palloc(sizeof(Datum) * n);
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		Job		   *j = jobs[i];
-
-		oid[i] = Int64GetDatum(j->outbox_id);
-		mid[i] = Int64GetDatum(j->message_id);
-		state[i] = CStringGetTextDatum(j->state);
-		final[i] = BoolGetDatum(j->final);
-		delay[i] = Int64GetDatum(j->delay_ms);
-		attempts[i] = Int32GetDatum(j->new_attempts);
-		counted[i] = Int32GetDatum(j->counted);
-		pid[i] = Int64GetDatum(j->pid);
-		pid_null[i] = !j->has_pid;
-		http[i] = Int32GetDatum((int32) j->http);
-		http_null[i] = (j->http == 0);
-		err[i] = CStringGetTextDatum(partoo_printable(j->err, strlen(j->err), 512));
-		err_null[i] = (j->err[0] == '\0');
-		is_retry[i] = BoolGetDatum(j->is_retry);
-	}
-	partoo_outbox_record(n, oid, mid, state, final, delay, attempts, counted,
-						 pid, pid_null, http, http_null, err, err_null,
-						 is_retry);
 }
 
 /*
@@ -512,7 +329,7 @@ record_in_subxact(Job **jobs, int n, MemoryContext cxt, ResourceOwner owner)
 	BeginInternalSubTransaction(NULL);
 	PG_TRY();
 	{
-		record_jobs(jobs, n);
+		partoo_job_record(jobs, n);
 		ReleaseCurrentSubTransaction();
 	}
 	PG_CATCH();
@@ -565,7 +382,7 @@ record_results(void)
 					(errmsg("partoo worker could not record the outcome of message %lld: %s",
 							(long long) job->message_id, edata->message)));
 			/* second try: mark it dead with the reason */
-			set_outcome(job, "dead", true, 0, job->new_attempts, 0, job->http,
+			partoo_job_outcome(job, "dead", true, 0, job->new_attempts, 0, job->http,
 						"could not record outcome: %.500s", edata->message);
 			job->has_pid = false;
 			FreeErrorData(edata);
@@ -594,122 +411,6 @@ record_results(void)
  * Claims
  * ---------------------------------------------------------------------
  */
-
-/* text in the server encoding as UTF-8, or NULL */
-static const char *
-utf8_or_null(HeapTuple t, TupleDesc d, int col)
-{
-	char	   *s = SPI_getvalue(t, d, col);
-
-	if (s == NULL)
-		return NULL;
-	return pg_server_to_any(s, strlen(s), PG_UTF8);
-}
-
-/*
- * Turn a claimed row into a job with its request ready to start, or with
- * its outcome already known (an account that no longer exists, a message
- * that cannot be built).
- */
-static Job *
-make_job(HeapTuple t, TupleDesc d)
-{
-	Job		   *job = xmalloc0(sizeof(Job));
-	bool		isnull;
-	char	   *action;
-	char	   *account;
-	WorkerAccount *a;
-	PartooBody	body;
-	char		path[64];
-
-	fresh[nfresh++] = job;		/* freed by the caller's error path */
-	job->outbox_id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
-	job->message_id = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
-	action = SPI_getvalue(t, d, 3);
-	job->is_retry = (strcmp(action, "retry") == 0);
-	account = SPI_getvalue(t, d, 4);
-	strlcpy(job->account, account, sizeof(job->account));
-	job->attempts = DatumGetInt32(SPI_getbinval(t, d, 5, &isnull));
-
-	if (!DatumGetBool(SPI_getbinval(t, d, 6, &isnull)))
-	{
-		set_outcome(job, "dead", true, 0, job->attempts, 0, 0,
-					"message row no longer exists");
-		return job;
-	}
-
-	a = account_get(job->account, false);
-	if (a == NULL)
-	{
-		/* an account created since our last reload */
-		reload_accounts();
-		a = account_get(job->account, false);
-	}
-	if (a == NULL || (a->name[0] == '\0' && a->api_key[0] == '\0'))
-	{
-		retry_later(job, 0, a == NULL ?
-					"account does not exist in partoo.accounts" :
-					"partoo.api_key is not set");
-		return job;
-	}
-
-	if (job->is_retry)
-	{
-		Datum		pid = SPI_getbinval(t, d, 15, &isnull);
-
-		if (isnull)
-		{
-			set_outcome(job, "rejected", true, 0, job->attempts, 0, 0,
-						"cannot retry a message that has no Partoo message_id");
-			return job;
-		}
-		partoo_path_retry(DatumGetInt64(pid), path, sizeof(path));
-		memset(&body, 0, sizeof(body));
-	}
-	else
-	{
-		PartooMessage m;
-		bytea	   *image = NULL;
-		Datum		created;
-		char		date[PARTOO_DATE_BUFLEN];
-		Datum		img;
-
-		memset(&m, 0, sizeof(m));
-		m.conversation_id = DatumGetInt64(SPI_getbinval(t, d, 7, &isnull));
-		m.content_type = partoo_content_type_from_name(SPI_getvalue(t, d, 8));
-		m.content = utf8_or_null(t, d, 9);
-		m.url = utf8_or_null(t, d, 10);
-		img = SPI_getbinval(t, d, 11, &isnull);
-		if (!isnull)
-		{
-			image = DatumGetByteaPP(img);
-			m.image = (const unsigned char *) VARDATA_ANY(image);
-			m.image_len = VARSIZE_ANY_EXHDR(image);
-		}
-		m.filename = utf8_or_null(t, d, 12);
-		m.channel = partoo_channel_from_name(SPI_getvalue(t, d, 13));
-		created = SPI_getbinval(t, d, 14, &isnull);
-		partoo_format_date(DatumGetTimestampTz(created) +
-						   ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY,
-						   date);
-		m.date = date;
-		partoo_path_send(path, sizeof(path));
-		if (partoo_build_send_body(&m, &body) != 0)
-		{
-			set_outcome(job, "rejected", true, 0, job->attempts, 0, 0,
-						"the stored message is not valid and cannot be sent");
-			return job;
-		}
-	}
-
-	job->req = partoo_http_request_new(a->base_url, path, a->api_key, &body);
-	if (job->req == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	job->req->user = job;
-	return job;
-}
 
 /*
  * Claim up to limit rows in the current transaction, taking rate-limit
@@ -789,9 +490,19 @@ claim(int limit, int64 *next_ms)
 	ensure_job_lists(ninflight + nresults + (int) n + 1);
 	for (i = 0; i < n; i++)
 	{
-		Job		   *job = make_job(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		Job		   *job = xmalloc0(sizeof(Job));
 
-		a = account_get(job->account, false);
+		fresh[nfresh++] = job;	/* freed by discard_fresh() on error */
+		a = account_get(SPI_getvalue(t, d, 4), false);
+		if (a == NULL)
+		{
+			/* an account created since our last reload */
+			reload_accounts();
+			a = account_get(SPI_getvalue(t, d, 4), false);
+		}
+		partoo_job_fill(job, t, d, a);
 		if (a != NULL && a->reserved > a->used)
 			a->used++;			/* paid for by a reserved token */
 	}

@@ -1,0 +1,70 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.h
+ *		What worker.c and worker_job.c share: the worker's view of an
+ *		account and of a job (one outbox row on its way).
+ *
+ * src/worker.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PARTOO_WORKER_H
+#define PARTOO_WORKER_H
+
+#include "partoo.h"
+
+/* The partoo.worker_status() counter an outcome adds to */
+typedef enum PartooJobCount
+{
+	JOB_COUNT_NONE = 0,
+	JOB_COUNT_SENT,
+	JOB_COUNT_RETRIED,
+	JOB_COUNT_FAILED,
+	JOB_COUNT_DEAD,
+	JOB_COUNT_REJECTED,
+	JOB_COUNT_RATE_LIMITED
+} PartooJobCount;
+
+typedef struct WorkerAccount
+{
+	char		name[NAMEDATALEN];	/* hash key; "" is the default account */
+	char	   *api_key;		/* malloc'd */
+	char	   *base_url;		/* malloc'd */
+	int			rpm;
+	PartooRateLimiter *rl;
+	bool		present;		/* seen in the last reload */
+	int			reserved;		/* tokens taken for the current claim */
+	int			used;			/* of those, used by claimed rows */
+} WorkerAccount;
+
+typedef struct Job
+{
+	int64		outbox_id;
+	int64		message_id;
+	bool		is_retry;
+	int			attempts;		/* outbox attempts before this one */
+	char		account[NAMEDATALEN];
+	PartooHttpRequest *req;
+	int			inflight_index;
+	int64		done_ms;
+	/* outcome */
+	const char *state;
+	bool		final;
+	int64		delay_ms;
+	int			new_attempts;
+	int			counted;
+	bool		has_pid;
+	int64		pid;
+	long		http;
+	char		err[600];
+	PartooJobCount count;		/* which worker_status() counter it adds to */
+} Job;
+
+extern void partoo_job_fill(Job *job, HeapTuple t, TupleDesc d, WorkerAccount *a);
+extern void partoo_job_outcome(Job *job, const char *state, bool final,
+							   int64 delay_ms, int new_attempts, int counted,
+							   long http, const char *fmt,...) pg_attribute_printf(8, 9);
+extern void partoo_job_classify(Job *job, PartooRateLimiter *rl);
+extern void partoo_job_record(Job **jobs, int n);
+
+#endif							/* PARTOO_WORKER_H */
