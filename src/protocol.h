@@ -59,6 +59,7 @@ typedef enum PartooChannel
  * canonical spelling the API uses ("Text", "Whatsapp", ...).  NULL maps to
  * PARTOO_CT_INVALID and PARTOO_CH_NONE respectively.
  */
+extern bool partoo_ascii_caseeq(const char *a, const char *b);
 extern PartooContentType partoo_content_type_from_name(const char *name);
 extern const char *partoo_content_type_name(PartooContentType ct);
 extern PartooChannel partoo_channel_from_name(const char *name);
@@ -242,7 +243,7 @@ extern int64_t partoo_ratelimit_paused_until(const PartooRateLimiter *rl);
 
 /* ---------------------------------------------------------------------
  * Webhooks: parsing both formats into one event, the ordering rules, and
- * signatures (webhook_parse.c, signature.c).
+ * signatures (webhook_parse.c, webhook_order.c, signature.c).
  *
  * Two formats arrive (DESIGN.md section 6): Partoo's message_updated and
  * message_created events, and the dispatch API's per-part status

@@ -82,8 +82,9 @@ ascii_tolower(int c)
 	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
 }
 
-static bool
-ascii_strcaseeq(const char *a, const char *b)
+/* ASCII-only case-insensitive equality, the same in every locale */
+bool
+partoo_ascii_caseeq(const char *a, const char *b)
 {
 	while (*a && *b)
 	{
@@ -103,7 +104,7 @@ partoo_content_type_from_name(const char *name)
 	if (name == NULL)
 		return PARTOO_CT_INVALID;
 	for (i = 0; i < NUM_CONTENT_TYPES; i++)
-		if (ascii_strcaseeq(name, content_type_names[i]))
+		if (partoo_ascii_caseeq(name, content_type_names[i]))
 			return (PartooContentType) i;
 	return PARTOO_CT_INVALID;
 }
@@ -125,7 +126,7 @@ partoo_channel_from_name(const char *name)
 	if (name == NULL)
 		return PARTOO_CH_NONE;
 	for (i = 1; i < NUM_CHANNELS; i++)
-		if (ascii_strcaseeq(name, channel_names[i]))
+		if (partoo_ascii_caseeq(name, channel_names[i]))
 			return (PartooChannel) i;
 	return PARTOO_CH_INVALID;
 }

@@ -22,8 +22,8 @@
  *   status go back to Sending without a retry.
  *
  * A violated invariant calls __builtin_trap(), which libFuzzer reports as
- * a crash and saves.  Builds against src/webhook_parse.c and
- * src/signature.c only (see test/fuzz/run.sh for the usual command).
+ * a crash and saves.  Builds against the protocol core only (see
+ * test/fuzz/run.sh for the usual command).
  *
  * test/fuzz/fuzz_webhook.c
  *

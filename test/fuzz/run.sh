@@ -50,7 +50,7 @@ mkdir -p "$work"
 # The plain-C sources a target may call; the others are optional so that
 # this runner works before and after they are written.
 core=()
-for f in validate request response ratelimit webhook_parse signature; do
+for f in validate request response ratelimit webhook_parse webhook_order signature; do
 	[ -e "$repo/src/$f.c" ] && core+=("$repo/src/$f.c")
 done
 
