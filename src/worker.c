@@ -11,11 +11,16 @@
  * claims new rows, or both; HTTP happens only between transactions, so no
  * transaction or row lock is ever held while waiting for the network.
  *
- * Pipeline: the worker claims again as soon as half its in-flight slots
- * are free, so one slow request never holds up the rest; it sleeps only
- * when nothing is due (until the earliest run_at, or until
- * partoo_enqueue's commit sets the latch) or when every account with due
- * rows is out of tokens (until the first one has some again).
+ * Pipeline: claimed jobs wait in a queue and start as soon as an
+ * in-flight slot is free, so one slow request never holds up the rest and
+ * the slots stay full while the next claim is made.  The worker claims
+ * when it holds no more than partoo.max_in_flight jobs (in flight and
+ * waiting), up to twice that: claims are large (their cost is per
+ * statement, not per row) without leaving slots idle between them, which
+ * matters most when the API is far away.  It sleeps only when nothing is
+ * due (until the earliest run_at, or until partoo_enqueue's commit sets
+ * the latch) or when every account with due rows is out of tokens (until
+ * the first one has some again).
  *
  * Outcomes are row data, never errors (worker_job.c turns a claimed row
  * into a request, and a response into an outcome).  An ERROR inside the
@@ -67,6 +72,8 @@ static Job **results = NULL;	/* finished jobs not yet recorded */
 static int	nresults = 0;
 static Job **fresh = NULL;		/* claimed in the current transaction */
 static int	nfresh = 0;
+static Job **waiting = NULL;	/* claimed, waiting for an in-flight slot */
+static int	nwaiting = 0;
 static int	jobs_cap = 0;
 
 static int64
@@ -130,7 +137,8 @@ ensure_job_lists(int cap)
 	inflight = realloc(inflight, sizeof(Job *) * cap);
 	results = realloc(results, sizeof(Job *) * cap);
 	fresh = realloc(fresh, sizeof(Job *) * cap);
-	if (!inflight || !results || !fresh)
+	waiting = realloc(waiting, sizeof(Job *) * cap);
+	if (!inflight || !results || !fresh || !waiting)
 		ereport(FATAL,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
@@ -487,7 +495,7 @@ claim(int limit, int64 *next_ms)
 
 	n = (nnames > 0) ?
 		partoo_outbox_claim(limit, names, quotas, nnames, partoo_lease_s) : 0;
-	ensure_job_lists(ninflight + nresults + (int) n + 1);
+	ensure_job_lists(ninflight + nwaiting + nresults + (int) n + 1);
 	for (i = 0; i < n; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
@@ -551,7 +559,28 @@ claim(int limit, int64 *next_ms)
 	return (int) n;
 }
 
-/* Start the requests of freshly claimed jobs (after their commit) */
+/* Start waiting jobs, oldest first, while in-flight slots are free */
+static void
+start_waiting(void)
+{
+	int			started = 0;
+
+	while (started < nwaiting && ninflight < partoo_max_in_flight)
+	{
+		Job		   *job = waiting[started++];
+
+		job->inflight_index = ninflight;
+		inflight[ninflight++] = job;
+		partoo_http_start(job->req, partoo_timeout_ms, partoo_connect_timeout_ms);
+	}
+	if (started > 0)
+	{
+		nwaiting -= started;
+		memmove(waiting, waiting + started, sizeof(Job *) * nwaiting);
+	}
+}
+
+/* Queue freshly claimed jobs (after their commit) and start what fits */
 static void
 start_fresh(void)
 {
@@ -562,15 +591,12 @@ start_fresh(void)
 		Job		   *job = fresh[i];
 
 		if (job->req == NULL)
-		{
 			add_result(job);	/* outcome known without a request */
-			continue;
-		}
-		job->inflight_index = ninflight;
-		inflight[ninflight++] = job;
-		partoo_http_start(job->req, partoo_timeout_ms, partoo_connect_timeout_ms);
+		else
+			waiting[nwaiting++] = job;
 	}
 	nfresh = 0;
+	start_waiting();
 }
 
 static void
@@ -742,11 +768,12 @@ partoo_worker_main(Datum main_arg)
 			if (ready)
 			{
 				collect();
+				start_waiting();
 				need_record = nresults > 0 &&
 					(ninflight == 0 ||
 					 nresults >= Max(1, partoo_max_in_flight / 4) ||
 					 now - results[0]->done_ms >= RECORD_DELAY_MS);
-				can_claim = ninflight <= partoo_max_in_flight / 2 &&
+				can_claim = ninflight + nwaiting <= partoo_max_in_flight &&
 					now >= next_claim_at;
 
 				if (need_record || can_claim || accounts_changed())
@@ -779,7 +806,7 @@ partoo_worker_main(Datum main_arg)
 					{
 						int64		next_ms;
 						int			limit = Min(partoo_batch_size,
-												partoo_max_in_flight - ninflight);
+												2 * partoo_max_in_flight - ninflight - nwaiting);
 
 						(void) claim(limit, &next_ms);
 						next_claim_at = (next_ms == NEVER) ? NEVER : now + next_ms;
@@ -791,7 +818,7 @@ partoo_worker_main(Datum main_arg)
 				/* how long may we sleep? */
 				if (nresults > 0)
 					timeout = Max(0, results[0]->done_ms + RECORD_DELAY_MS - now_ms());
-				if (ninflight <= partoo_max_in_flight / 2 && next_claim_at != NEVER)
+				if (ninflight + nwaiting <= partoo_max_in_flight && next_claim_at != NEVER)
 				{
 					long		t = (long) Max(0, next_claim_at - now_ms());
 
@@ -825,9 +852,10 @@ partoo_worker_main(Datum main_arg)
 	}
 
 	/*
-	 * SIGTERM: claim nothing more, give requests in flight a bounded time,
-	 * record what finished.  Requests still running are abandoned; their
-	 * rows stay leased and the next worker makes them due again.
+	 * SIGTERM: claim nothing more, start nothing more, give requests in
+	 * flight a bounded time, record what finished.  Requests still running
+	 * and waiting jobs are abandoned; their rows stay leased and the next
+	 * worker makes them due again.
 	 */
 	shutdown_deadline = now_ms() + partoo_shutdown_timeout_ms;
 	while (ninflight > 0 && now_ms() < shutdown_deadline)
@@ -839,11 +867,9 @@ partoo_worker_main(Datum main_arg)
 		collect();
 	}
 	while (ninflight > 0)
-	{
-		Job		   *job = inflight[--ninflight];
-
-		free_job(job);
-	}
+		free_job(inflight[--ninflight]);
+	while (nwaiting > 0)
+		free_job(waiting[--nwaiting]);
 	if (nresults > 0)
 	{
 		PG_TRY();
