@@ -21,9 +21,9 @@
  * process-local statics created on first use and kept for the life of the
  * process, so connections stay alive between calls.  Easy handles are
  * kept too, in a small pool: a finished transfer's handle serves the next
- * request with only the per-request options set again (making one and
- * setting all its options cost as much as a tenth of a request to a
- * nearby server).  A PartooHttpRequest
+ * request with only the per-request options set again (making and
+ * configuring a handle per request showed in partoo_send's profile).  A
+ * PartooHttpRequest
  * and everything hanging off it is malloc'd and belongs to the caller, who
  * must free it with partoo_http_request_free() on every path; freeing a
  * request in flight detaches it from the multi handle first.  Nothing in
