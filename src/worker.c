@@ -11,9 +11,10 @@
  * claims new rows, or both; HTTP happens only between transactions, so no
  * transaction or row lock is ever held while waiting for the network.
  *
- * Pipeline: claimed jobs wait in a queue and start as soon as an
- * in-flight slot is free, so one slow request never holds up the rest and
- * the slots stay full while the next claim is made.  The worker claims
+ * Pipeline: claimed jobs wait in a queue and start as soon as a slot is
+ * free (a slot is freed when its outcome is recorded, within
+ * RECORD_DELAY_MS), so one slow request never holds up the rest and the
+ * slots stay full while the next claim is made.  The worker claims
  * when it holds no more than partoo.max_in_flight jobs (in flight and
  * waiting), up to twice that: claims are large (their cost is per
  * statement, not per row) without leaving slots idle between them, which
@@ -60,6 +61,8 @@
 #define RECORD_DELAY_MS 20		/* longest a finished request waits to be
 								 * recorded while others are in flight */
 #define NEVER INT64_MAX
+/* outcomes waiting to be recorded that trigger a recording transaction */
+#define RECORD_BATCH Max(1, partoo_max_in_flight / 4)
 
 static volatile sig_atomic_t got_sigterm = false;
 static PartooWorkerSlot *slot = NULL;
@@ -559,13 +562,19 @@ claim(int limit, int64 *next_ms)
 	return (int) n;
 }
 
-/* Start waiting jobs, oldest first, while in-flight slots are free */
+/*
+ * Start waiting jobs, oldest first, while slots are free.  NB: a finished
+ * request keeps its slot until its outcome is recorded, so that no more
+ * than partoo.max_in_flight messages are ever sent and not yet recorded:
+ * those are the ones a crash sends twice.  (Measured: no slower, since
+ * outcomes are recorded within RECORD_DELAY_MS anyway.)
+ */
 static void
 start_waiting(void)
 {
 	int			started = 0;
 
-	while (started < nwaiting && ninflight < partoo_max_in_flight)
+	while (started < nwaiting && ninflight + nresults < partoo_max_in_flight)
 	{
 		Job		   *job = waiting[started++];
 
@@ -771,7 +780,7 @@ partoo_worker_main(Datum main_arg)
 				start_waiting();
 				need_record = nresults > 0 &&
 					(ninflight == 0 ||
-					 nresults >= Max(1, partoo_max_in_flight / 4) ||
+					 nresults >= RECORD_BATCH ||
 					 now - results[0]->done_ms >= RECORD_DELAY_MS);
 				can_claim = ninflight + nwaiting <= partoo_max_in_flight &&
 					now >= next_claim_at;
