@@ -111,6 +111,32 @@ webhook_store_begin(PartooStoreContext *sc)
 }
 
 /*
+ * Run fn(arg) as the extension owner (webhook_store_begin), with this
+ * backend's own writes of partoo.messages marked as such for the 0.1
+ * triggers (partoo_webhook_applying).
+ */
+static void
+run_applying(void (*fn) (void *arg), void *arg)
+{
+	PartooStoreContext sc;
+
+	webhook_store_begin(&sc);
+	PG_TRY();
+	{
+		applying++;
+		fn(arg);
+		applying--;
+	}
+	PG_CATCH();
+	{
+		applying = 0;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	partoo_store_end(&sc);
+}
+
+/*
  * Run a kept plan on the latest committed state: a fresh snapshot per
  * statement under READ COMMITTED (what SPI does anyway), the latest
  * snapshot under REPEATABLE READ and SERIALIZABLE.  Never read-only, so
@@ -610,6 +636,98 @@ insert_events(PartooIngestEvent **evs, int n, Datum payloads)
  * ----------------------------------------------------------------
  */
 
+/* What the steps of an ingest share */
+typedef struct IngestBatch
+{
+	PartooIngestEvent **evs;
+	int			n;
+	Datum		payloads;
+	int64	   *pids;			/* the Partoo ids named, sorted, distinct */
+	int			npids;
+	HTAB	   *pmsgs;
+	PartooDispatchSet *ds;
+	char	   *created_by;
+} IngestBatch;
+
+/* The four steps of the banner, as the extension owner */
+static void
+ingest_steps(void *arg)
+{
+	IngestBatch *b = (IngestBatch *) arg;
+	PartooIngestEvent **evs = b->evs;
+	int			n = b->n;
+	HTAB	   *pmsgs = b->pmsgs;
+	int64	   *pids = b->pids;
+	int			npids = b->npids;
+	HTAB	   *seen;
+	char	  **keys = palloc(sizeof(char *) * Max(n, 1));
+	Size		maxkey = 0;
+	int			i;
+
+	/* 1. lock and read the messages; create dispatch messages */
+	fetch_partoo_messages(pmsgs, pids, npids, true, false);
+	if (hash_get_num_entries(pmsgs) < npids)
+	{
+		int64	   *missing = palloc(sizeof(int64) * npids);
+		int			nmissing = 0;
+		uint64		mask = 0;
+
+		for (i = 0; i < npids; i++)
+			if (hash_search(pmsgs, &pids[i], HASH_FIND, NULL) == NULL)
+			{
+				missing[nmissing++] = pids[i];
+				mask |= UINT64CONST(1) << bucket_of(pids[i]);
+			}
+		lock_buckets_exclusive(mask);
+		fetch_partoo_messages(pmsgs, missing, nmissing, true, true);
+	}
+	partoo_dispatch_fetch(b->ds, b->created_by);
+
+	/* 2. final keys, and those already recorded */
+	for (i = 0; i < n; i++)
+	{
+		PartooIngestEvent *ev = evs[i];
+
+		if (ev->concerns_status && ev->source == PARTOO_SOURCE_PARTOO)
+		{
+			MsgState   *m = hash_search(pmsgs, &ev->partoo_id, HASH_FIND, NULL);
+
+			if (m != NULL && m->found && m->has_retry)
+				ev->dedup_key = psprintf("%s/r" INT64_FORMAT, ev->dedup_key,
+										 (int64) m->retry_requested_at);
+		}
+		keys[i] = ev->dedup_key;
+		maxkey = Max(maxkey, strlen(ev->dedup_key) + 1);
+	}
+	seen = existing_keys(keys, n, maxkey);
+
+	/* 3. decide, in order */
+	for (i = 0; i < n; i++)
+	{
+		PartooIngestEvent *ev = evs[i];
+		bool		dup;
+
+		(void) hash_search(seen, ev->dedup_key, HASH_ENTER, &dup);
+		if (dup)
+			ev->outcome = "duplicate";
+		else if (!ev->concerns_status)
+			ev->outcome = "ignored";
+		else if (ev->source == PARTOO_SOURCE_DISPATCH)
+			ev->outcome = partoo_dispatch_decide(b->ds, ev);
+		else
+		{
+			MsgState   *m = hash_search(pmsgs, &ev->partoo_id, HASH_FIND, NULL);
+
+			ev->outcome = (m == NULL || !m->found) ? "pending" : decide_partoo(m, ev);
+		}
+	}
+
+	/* 4. write */
+	insert_events(evs, n, b->payloads);
+	write_partoo_messages(pmsgs);
+	partoo_dispatch_write(b->ds);
+}
+
 /*
  * Apply n parsed and authenticated events, in order, in the caller's
  * transaction; fills each event's outcome.  payloads is the text[] of
@@ -618,15 +736,9 @@ insert_events(PartooIngestEvent **evs, int n, Datum payloads)
 void
 partoo_webhook_ingest(PartooIngestEvent **evs, int n, Datum payloads)
 {
-	PartooStoreContext sc;
-	char	   *created_by = GetUserNameFromId(GetUserId(), false);
-	HTAB	   *pmsgs = partoo_msg_table();
-	PartooDispatchSet *ds = partoo_dispatch_set_create(evs, n);
-	HTAB	   *seen;
+	IngestBatch b;
 	int64	   *pids = palloc(sizeof(int64) * Max(n, 1));
 	int			npids = 0;
-	char	  **keys = palloc(sizeof(char *) * Max(n, 1));
-	Size		maxkey = 0;
 	int			i;
 
 	/* the Partoo messages the events name */
@@ -647,83 +759,15 @@ partoo_webhook_ingest(PartooIngestEvent **evs, int n, Datum payloads)
 				pids[++j] = pids[i];
 		npids = j + 1;
 	}
-	webhook_store_begin(&sc);
-	PG_TRY();
-	{
-		/* none of our writes records a Partoo id: the triggers skip them */
-		applying++;
-
-		/* 1. lock and read the messages; create dispatch messages */
-		fetch_partoo_messages(pmsgs, pids, npids, true, false);
-		if (hash_get_num_entries(pmsgs) < npids)
-		{
-			int64	   *missing = palloc(sizeof(int64) * npids);
-			int			nmissing = 0;
-			uint64		mask = 0;
-
-			for (i = 0; i < npids; i++)
-				if (hash_search(pmsgs, &pids[i], HASH_FIND, NULL) == NULL)
-				{
-					missing[nmissing++] = pids[i];
-					mask |= UINT64CONST(1) << bucket_of(pids[i]);
-				}
-			lock_buckets_exclusive(mask);
-			fetch_partoo_messages(pmsgs, missing, nmissing, true, true);
-		}
-		partoo_dispatch_fetch(ds, created_by);
-
-		/* 2. final keys, and those already recorded */
-		for (i = 0; i < n; i++)
-		{
-			PartooIngestEvent *ev = evs[i];
-
-			if (ev->concerns_status && ev->source == PARTOO_SOURCE_PARTOO)
-			{
-				MsgState   *m = hash_search(pmsgs, &ev->partoo_id, HASH_FIND, NULL);
-
-				if (m != NULL && m->found && m->has_retry)
-					ev->dedup_key = psprintf("%s/r" INT64_FORMAT, ev->dedup_key,
-											 (int64) m->retry_requested_at);
-			}
-			keys[i] = ev->dedup_key;
-			maxkey = Max(maxkey, strlen(ev->dedup_key) + 1);
-		}
-		seen = existing_keys(keys, n, maxkey);
-
-		/* 3. decide, in order */
-		for (i = 0; i < n; i++)
-		{
-			PartooIngestEvent *ev = evs[i];
-			bool		dup;
-
-			(void) hash_search(seen, ev->dedup_key, HASH_ENTER, &dup);
-			if (dup)
-				ev->outcome = "duplicate";
-			else if (!ev->concerns_status)
-				ev->outcome = "ignored";
-			else if (ev->source == PARTOO_SOURCE_DISPATCH)
-				ev->outcome = partoo_dispatch_decide(ds, ev);
-			else
-			{
-				MsgState   *m = hash_search(pmsgs, &ev->partoo_id, HASH_FIND, NULL);
-
-				ev->outcome = (m == NULL || !m->found) ? "pending" : decide_partoo(m, ev);
-			}
-		}
-
-		/* 4. write */
-		insert_events(evs, n, payloads);
-		write_partoo_messages(pmsgs);
-		partoo_dispatch_write(ds);
-		applying--;
-	}
-	PG_CATCH();
-	{
-		applying = 0;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	partoo_store_end(&sc);
+	b.evs = evs;
+	b.n = n;
+	b.payloads = payloads;
+	b.pids = pids;
+	b.npids = npids;
+	b.pmsgs = partoo_msg_table();
+	b.ds = partoo_dispatch_set_create(evs, n);
+	b.created_by = GetUserNameFromId(GetUserId(), false);	/* the caller */
+	run_applying(ingest_steps, &b);
 }
 
 /* ----------------------------------------------------------------
@@ -869,10 +913,24 @@ apply_pending(int64 *pids, int n)
  * share mode first (see the banner).  Costs the locks and one index probe
  * when no event is pending.
  */
+typedef struct PendingIds
+{
+	int64	   *pids;
+	int			n;
+} PendingIds;
+
+static void
+apply_pending_steps(void *arg)
+{
+	PendingIds *p = (PendingIds *) arg;
+
+	apply_pending(p->pids, p->n);
+}
+
 void
 partoo_webhook_apply_recorded(int64 *pids, int n)
 {
-	PartooStoreContext sc;
+	PendingIds	pending;
 	uint64		mask = 0;
 	int			i;
 
@@ -880,20 +938,9 @@ partoo_webhook_apply_recorded(int64 *pids, int n)
 		mask |= UINT64CONST(1) << bucket_of(pids[i]);
 	lock_buckets_shared(mask);
 
-	webhook_store_begin(&sc);
-	PG_TRY();
-	{
-		applying++;
-		apply_pending(pids, n);
-		applying--;
-	}
-	PG_CATCH();
-	{
-		applying = 0;
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	partoo_store_end(&sc);
+	pending.pids = pids;
+	pending.n = n;
+	run_applying(apply_pending_steps, &pending);
 }
 
 /* Is this backend writing partoo.messages for a webhook right now? */
