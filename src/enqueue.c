@@ -51,11 +51,11 @@ check_account(const char *name)
 		(void) partoo_store_get_account(NULL);
 		return;
 	}
-	if (last_lxid == MyProc->lxid && strcmp(last_name, name) == 0)
+	if (last_lxid == PartooMyLocalTransactionId() && strcmp(last_name, name) == 0)
 		return;
 	(void) partoo_store_get_account(name);
 	strlcpy(last_name, name, sizeof(last_name));
-	last_lxid = MyProc->lxid;
+	last_lxid = PartooMyLocalTransactionId();
 }
 
 /* Validate, store, wake at commit; returns partoo.messages.id */

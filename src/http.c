@@ -149,7 +149,7 @@ ensure_agent(void)
 
 	if (wait_set == NULL)
 	{
-		WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, 3);
+		WaitEventSet *set = PartooCreateWaitEventSet(3);
 
 		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(set, WL_SOCKET_READABLE, epoll_fd, NULL, NULL);

@@ -25,7 +25,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
-PG_MODULE_MAGIC;
+PARTOO_MODULE_MAGIC(PARTOO_VERSION);
 
 void		_PG_init(void);
 

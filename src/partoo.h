@@ -24,6 +24,8 @@
 #include "storage/latch.h"
 #include "storage/spin.h"
 
+#include "compat.h"
+
 #include "protocol.h"
 
 #define PARTOO_VERSION "0.2"

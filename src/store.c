@@ -55,7 +55,7 @@ partoo_extension_owner(void)
 	SysScanDesc scan;
 	HeapTuple	tup;
 
-	if (OidIsValid(owner) && owner_lxid == MyProc->lxid)
+	if (OidIsValid(owner) && owner_lxid == PartooMyLocalTransactionId())
 		return owner;
 
 	rel = table_open(ExtensionRelationId, AccessShareLock);
@@ -69,7 +69,7 @@ partoo_extension_owner(void)
 				 errmsg("extension \"partoo\" is not installed in this database"),
 				 errhint("Run CREATE EXTENSION partoo.")));
 	owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
-	owner_lxid = MyProc->lxid;
+	owner_lxid = PartooMyLocalTransactionId();
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return owner;

@@ -2,9 +2,13 @@
 # benchmarks.  Sourced, never run.  Everything here is idempotent.
 
 PARTOO_TEST_USER=${PARTOO_TEST_USER:-partoo_test}
-PARTOO_DEB_PACKAGES="build-essential postgresql-15 postgresql-server-dev-15 \
-libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev libssl-dev curl \
-libipc-run-perl clang libclang-rt-14-dev valgrind wrk gnuplot-nox openssl"
+# The distribution's own PostgreSQL (whichever major it ships: 15 on Debian
+# 12, 17 on Debian 13) and its server headers, so that the same commands
+# work on either; the tools for fuzzing, sanitizers, valgrind and the
+# benchmark come without a version too.
+PARTOO_DEB_PACKAGES="build-essential postgresql postgresql-server-dev-all \
+libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev libssl-dev libpq-dev curl \
+libipc-run-perl clang libclang-rt-dev valgrind wrk gnuplot-nox openssl"
 
 partoo_log() { printf '== %s\n' "$*" >&2; }
 
