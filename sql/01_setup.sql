@@ -9,6 +9,13 @@ SELECT pg_describe_object(classid, objid, objsubid) AS object
  WHERE refclassid = 'pg_extension'::regclass
    AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'partoo')
    AND deptype = 'e'
+   -- since 17 a table's row type and its array type are members too: they
+   -- come with the tables listed here, so leave them out
+   AND NOT (classid = 'pg_type'::regclass AND EXISTS
+            (SELECT FROM pg_type t
+              WHERE t.oid = objid
+                AND (t.typrelid <> 0 OR
+                     (SELECT e.typrelid FROM pg_type e WHERE e.oid = t.typelem) <> 0)))
  ORDER BY 1;
 
 -- nothing is granted to PUBLIC, nor to anybody but the owner
@@ -16,7 +23,7 @@ SELECT p.oid::regprocedure AS function,
        (SELECT count(*) FROM aclexplode(p.proacl) a WHERE a.grantee <> p.proowner) AS grants
   FROM pg_proc p
  WHERE p.proname LIKE 'partoo%' OR p.pronamespace = 'partoo'::regnamespace
- ORDER BY 1::text;
+ ORDER BY p.oid::regprocedure::text COLLATE "C";
 SELECT c.relname, c.relacl IS NOT NULL AS has_acl,
        (SELECT count(*) FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner) AS grants
   FROM pg_class c

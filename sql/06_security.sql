@@ -11,9 +11,10 @@ SELECT * FROM partoo_test.try($$ SELECT partoo_send(1, 'x') $$);
 SELECT * FROM partoo_test.try($$ SELECT partoo_retry(1) $$);
 SELECT * FROM partoo_test.try($$ SELECT api_key FROM partoo.accounts $$);
 SELECT * FROM partoo_test.try($$ SELECT * FROM partoo.messages $$);
-SELECT * FROM partoo_test.try($$ SHOW partoo.api_key $$);
+-- (only the SQLSTATE: the message's wording changed in 16)
+SELECT code FROM partoo_test.try($$ SHOW partoo.api_key $$);
 SELECT count(*) AS visible FROM pg_settings WHERE name = 'partoo.api_key';
-SELECT * FROM partoo_test.try($$ SELECT current_setting('partoo.api_key', true) $$);
+SELECT code FROM partoo_test.try($$ SELECT current_setting('partoo.api_key', true) $$);
 SELECT * FROM partoo_test.try($$ SET partoo.api_key = 'mine' $$);
 SELECT * FROM partoo_test.try($$ SET partoo.base_url = 'http://evil.example/v2' $$);
 RESET ROLE;

@@ -107,8 +107,10 @@ stage_regress() {
 	cat "$W/regress.log"
 	[ -f "$W/regress/regression.diffs" ] && head -n 200 "$W/regress/regression.diffs"
 	local p f
-	p=$(grep -cE '^(ok|test ).* ok( |$)|\.\.\. ok' "$W/regress.log")
-	f=$(grep -cE 'FAILED|failed \(ignored\)' "$W/regress.log")
+	# pg_regress prints "test name ... ok" up to 15 and TAP-style
+	# "ok N - name" / "not ok N - name" from 16 on
+	p=$(grep -cE '^ok [0-9]+ |\.\.\. ok' "$W/regress.log")
+	f=$(grep -cE '^not ok [0-9]+ |\.\.\. FAILED|failed \(ignored\)' "$W/regress.log")
 	[ "$rc" != 0 ] && [ "$f" = 0 ] && f=1
 	record regress "$p" "$f"
 	partoo_stop_mock
