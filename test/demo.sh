@@ -1,6 +1,6 @@
 #!/bin/bash
 # test/demo.sh: partoo end to end in a throwaway cluster, against the mock
-# Partoo server.  Run as root on Debian 12: installs the packages, builds
+# Partoo server.  Run as root on Debian 12 or 13: installs the packages, builds
 # and installs the extension, then, as the unprivileged user partoo_test,
 # starts a private PostgreSQL on a Unix socket and the mock on 127.0.0.1,
 # sends and queues messages, and removes everything again.
@@ -74,7 +74,13 @@ BEGIN;
 SELECT partoo_enqueue(46, 'this one is never sent');
 ROLLBACK;
 
-SELECT pg_sleep(0.5);
+-- the worker sends within milliseconds; wait for it (10 s at most)
+DO $$ BEGIN
+  FOR i IN 1..200 LOOP
+    EXIT WHEN NOT EXISTS (SELECT FROM partoo.messages WHERE state IN ('queued', 'sending'));
+    PERFORM pg_sleep(0.05);
+  END LOOP;
+END $$;
 SELECT id, conversation_id, content_type, coalesce(content, url) AS content, state, partoo_id, attempts
   FROM partoo.messages ORDER BY id;
 SELECT * FROM partoo.queue_stats;

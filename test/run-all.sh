@@ -6,8 +6,11 @@
 # partoo_test), or as a normal user once the extension is installed.
 #
 #   sudo test/run-all.sh            everything
-#   sudo test/run-all.sh regress    only some stages: unit mock regress tap fuzz asan
+#   sudo test/run-all.sh regress    only some stages: demo unit mock regress tap
+#                                   fuzz asan
 #
+# Stage demo runs test/demo.sh (README's first command) and checks that it
+# ends well and that the worker sent what it queued.
 # Stage fuzz runs every libFuzzer target (test/fuzz/run.sh).  Stage asan
 # (also "make check-asan") runs regress and tap again against a partoo.so
 # built with -fsanitize=address,undefined, installed into a private copy
@@ -19,7 +22,7 @@
 set -u
 repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo/test/lib.sh"
-STAGES=${*:-unit mock regress tap fuzz asan}
+STAGES=${*:-demo unit mock regress tap fuzz asan}
 
 if [ "$(id -u)" = 0 ] && [ -z "${PARTOO_AS_TEST_USER:-}" ]; then
 	partoo_install_packages || { echo "could not install packages"; echo "0 passed, 1 failed"; exit 1; }
@@ -72,6 +75,22 @@ record_summary_line() {
 	f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
 	[ "$rc" != 0 ] && [ "$f" = 0 ] && f=1
 	record "$name" "$p" "$f"
+}
+
+stage_demo() {
+	partoo_log "the demo (test/demo.sh)"
+	bash test/demo.sh >"$W/demo.log" 2>&1
+	local rc=$? p=0 f=0
+	tail -n 25 "$W/demo.log"
+	# it exits 0 only when every statement worked, and the messages table
+	# it prints shows the three queued messages sent by the worker
+	if [ $rc = 0 ]; then p=$((p + 1)); else f=$((f + 1)); echo "not ok: demo exited $rc"; fi
+	if [ "$(grep -cE '\| sent +\|' "$W/demo.log")" -ge 4 ]; then
+		p=$((p + 1))
+	else
+		f=$((f + 1)); echo "not ok: the demo's messages were not all sent"
+	fi
+	record demo $p $f
 }
 
 stage_unit() {
@@ -215,7 +234,9 @@ stage_asan() {
 
 : >"$W/summary"
 for s in $STAGES; do
+	t0=$(date +%s)
 	"stage_$s"
+	partoo_log "stage $s: $(($(date +%s) - t0)) s"
 done
 echo
 echo "== summary"

@@ -5,6 +5,7 @@
 # wrapper that execs the real one under valgrind (forked backends and the
 # worker are followed), started by a copy of pg_ctl in that directory.  Skipped when valgrind is missing.
 use strict;
+use Cwd ();
 use warnings;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -17,7 +18,9 @@ if (system('valgrind --version >/dev/null 2>&1') != 0)
 	plan skip_all => 'valgrind is not installed';
 }
 
-my $tmp = PostgreSQL::Test::Utils::tempdir();
+# absolute: from 17 on tempdir() is relative to the test's directory, and the
+# server, which reads these files, runs in its data directory
+my $tmp = Cwd::abs_path(PostgreSQL::Test::Utils::tempdir());
 my $real = `pg_config --bindir`;
 chomp $real;
 mkdir "$tmp/bin";
