@@ -4,24 +4,36 @@
 PARTOO_TEST_USER=${PARTOO_TEST_USER:-partoo_test}
 # The distribution's own PostgreSQL (whichever major it ships: 15 on Debian
 # 12, 17 on Debian 13) and its server headers, so that the same commands
-# work on either; the tools for fuzzing, sanitizers, valgrind and the
-# benchmark come without a version too.
+# work on either; what the build, the demo and the regress and TAP tests
+# need.  The tools of some stages come on top (partoo_install_packages).
 PARTOO_DEB_PACKAGES="build-essential postgresql postgresql-server-dev-all \
 libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev libssl-dev libpq-dev curl \
-libipc-run-perl clang libclang-rt-dev valgrind wrk gnuplot-nox openssl"
+libipc-run-perl openssl"
+PARTOO_DEB_FUZZ="clang libclang-rt-dev"
+PARTOO_DEB_TAP="valgrind"
+PARTOO_DEB_BENCH="wrk gnuplot-nox"
 
 partoo_log() { printf '== %s\n' "$*" >&2; }
 
-# Install the Debian packages the build and the tests need (root only).
+# Install the Debian packages the build and the tests need (root only):
+# partoo_install_packages [STAGE...] adds the tools of the stages named
+# (fuzz and asan: clang; tap: valgrind, for TAP 070; bench: wrk, gnuplot).
 partoo_install_packages() {
-	local missing=""
-	for p in $PARTOO_DEB_PACKAGES; do
+	local missing="" want=$PARTOO_DEB_PACKAGES stage
+	for stage in "$@"; do
+		case $stage in
+		fuzz | asan) want="$want $PARTOO_DEB_FUZZ" ;;
+		tap) want="$want $PARTOO_DEB_TAP" ;;
+		bench) want="$want $PARTOO_DEB_BENCH" ;;
+		esac
+	done
+	for p in $want; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 	done
 	if [ -n "$missing" ]; then
 		partoo_log "installing:$missing"
 		export DEBIAN_FRONTEND=noninteractive
-		apt-get update -qq && apt-get install -y -qq $missing >/dev/null || return 1
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null || return 1
 	fi
 	# the Debian package starts a cluster of its own; we never use it
 	return 0

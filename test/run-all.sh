@@ -25,7 +25,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 STAGES=${*:-demo unit mock regress tap fuzz asan}
 
 if [ "$(id -u)" = 0 ] && [ -z "${PARTOO_AS_TEST_USER:-}" ]; then
-	partoo_install_packages || { echo "could not install packages"; echo "0 passed, 1 failed"; exit 1; }
+	partoo_install_packages $STAGES || { echo "could not install packages"; echo "0 passed, 1 failed"; exit 1; }
 	partoo_log "building and installing the extension"
 	if ! (cd "$repo" && make -s clean >/dev/null && make -s ${PG_CFLAGS:+PG_CFLAGS="$PG_CFLAGS"} >/dev/null && make -s install >/dev/null); then
 		echo "build failed"; echo "0 passed, 1 failed"; exit 1

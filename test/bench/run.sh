@@ -47,7 +47,7 @@ publish_results() {
 
 if [ "$(id -u)" = 0 ] && [ -z "${PARTOO_AS_TEST_USER:-}" ]; then
 	start=$(date +%s)
-	partoo_install_packages || { echo "could not install packages"; exit 1; }
+	partoo_install_packages bench || { echo "could not install packages"; exit 1; }
 	work=$(mktemp -d /tmp/partoo-bench.XXXXXX)
 	# NB: build in the copy, not in the working tree other people edit
 	partoo_copy_tree "$repo" "$work/repo"
