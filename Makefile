@@ -1,8 +1,15 @@
 # Makefile for partoo, built with PGXS.
 #
 #   make && make install        build and install into the server found by pg_config
-#   make installcheck           pg_regress on a temporary instance (see test/run-all.sh,
-#                               which also starts the mock Partoo server it needs)
+#   make installcheck-mock      pg_regress on a temporary instance, with a mock
+#                               Partoo server started (on a free port) and stopped
+#                               around it; as a normal user, after make install
+#   make installcheck           the same against a mock already running on the port
+#                               test/regress.conf names (make mock-start; make mock-stop)
+#   make prove_installcheck     the TAP tests (test/t/*.pl; PROVE_TESTS=test/t/010_drain.pl
+#                               for some), each with its own mock; as a normal user
+#   make check-version          partoo.control, META.json, the SQL scripts and
+#                               partoo.so agree with EXTVERSION
 #   make unit                   unit tests of the protocol core (no server)
 #   make fuzz                   libFuzzer targets, FUZZ_SECONDS each (test/fuzz/run.sh)
 #   make check-asan             regress and TAP again against a build with ASan and
@@ -14,6 +21,11 @@
 # Warnings-as-errors are not set here: CI passes them through PG_CFLAGS.
 
 EXTENSION = partoo
+# The extension's version, written here only.  partoo.control and META.json
+# are made from their .in templates with it (see the rules at the end), the
+# C code gets it as PARTOO_VERSION, and the Debian package takes it as its
+# upstream version.  To release a new one, see README.md ("Development and
+# testing").
 EXTVERSION = 0.2
 MODULE_big = partoo
 
@@ -25,21 +37,89 @@ OBJS = $(CORE_OBJS) \
 	src/enqueue.o src/shmem.o src/outbox.o src/worker.o src/worker_job.o \
 	src/webhook.o src/webhook_apply.o src/webhook_dispatch.o
 
-DATA = sql/partoo--0.1.sql sql/partoo--0.1--0.2.sql
+# Every install and upgrade script; not the pg_regress inputs sql/NN_*.sql.
+DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 PGFILEDESC = "partoo - send messages through the Partoo API from PostgreSQL"
 
 REGRESS = 01_setup 02_validation 03_send 04_http_errors 05_retry 06_security 07_enqueue 08_worker_admin 09_webhooks 10_bad_input 11_privileges
-REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check \
-	--inputdir=. --load-extension=partoo
+# A temporary instance with the library preloaded (pg_cron's way), pointed
+# at the mock Partoo server on the port test/regress.conf names; when
+# MOCK_PORT names another one, test/regress-port.conf (made below, not
+# tracked) says so after it.
+REGRESS_OPTS = --temp-config=test/regress.conf --temp-instance=tmp_check
+REGRESS_PREP = mock-check
 
-PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags)
+PG_CPPFLAGS = -I$(srcdir)/src $(shell curl-config --cflags) \
+	-DPARTOO_VERSION='"$(EXTVERSION)"'
 SHLIB_LINK = $(shell curl-config --libs) -lcjson -lcrypto
 
-EXTRA_CLEAN = tmp_check results regression.diffs regression.out
+EXTRA_CLEAN = tmp_check results regression.diffs regression.out \
+	test/regress-port.conf
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PARTOO_VERSION reaches every file that includes partoo.h.
+$(filter-out $(CORE_OBJS),$(OBJS)): Makefile
+
+# The files made from EXTVERSION.  Both are tracked, because a plain
+# make install and PGXN read them as they are; make remakes them when the
+# Makefile or their template changes, and make check-version fails when a
+# tracked copy differs from what they would be.
+all: META.json
+
+$(EXTENSION).control: $(EXTENSION).control.in Makefile
+	sed 's/@EXTVERSION@/$(EXTVERSION)/g' $< >$@
+
+META.json: META.json.in Makefile
+	sed 's/@EXTVERSION@/$(EXTVERSION)/g' $< >$@
+
+.PHONY: check-version
+check-version:
+	bash test/ci/version.sh
+
+# The mock Partoo server for the regress tests (test/mock/, built with its
+# own Makefile).  MOCK_PORT defaults to the port in test/regress.conf.
+MOCK_CONF_PORT := $(shell sed -n "s|^partoo.base_url = 'http://127.0.0.1:\([0-9][0-9]*\)/.*|\1|p" test/regress.conf)
+MOCK_PORT ?= $(MOCK_CONF_PORT)
+MOCK_PIDFILE = test/mock/partoo-mock.pid
+export PARTOO_MOCK_URL = http://127.0.0.1:$(MOCK_PORT)
+
+ifneq ($(MOCK_PORT),$(MOCK_CONF_PORT))
+REGRESS_OPTS += --temp-config=test/regress-port.conf
+installcheck: test/regress-port.conf
+endif
+
+.PHONY: mock mock-start mock-stop mock-check installcheck-mock test/regress-port.conf
+mock:
+	$(MAKE) -C test/mock
+
+mock-start: mock
+	bash test/mock/mockctl.sh start $(MOCK_PORT) $(MOCK_PIDFILE)
+
+mock-stop:
+	bash test/mock/mockctl.sh stop $(MOCK_PIDFILE)
+
+mock-check:
+	@bash test/mock/mockctl.sh check $(MOCK_PORT)
+
+test/regress-port.conf:
+	echo "partoo.base_url = '$(PARTOO_MOCK_URL)/v2'" >$@
+
+installcheck-mock: mock
+	bash test/mock/mockctl.sh run $(MAKE) installcheck
+
+# The TAP tests.  Not TAP_TESTS = 1: that would make installcheck run them
+# all (minutes).  PGXS's prove_installcheck recipe, with test/t on the
+# module path and PARTOO_REPO telling test/t/PartooTest.pm where the mock is.
+PROVE_TESTS ?= test/t/*.pl
+PG_PROVE_FLAGS += -I $(srcdir)/test/t
+
+.PHONY: prove_installcheck
+prove_installcheck: export PARTOO_REPO = $(abspath $(srcdir))
+prove_installcheck: mock
+	$(prove_installcheck)
 
 .PHONY: unit fuzz check-asan bench
 unit:

@@ -28,7 +28,14 @@
 
 #include "protocol.h"
 
-#define PARTOO_VERSION "0.2"
+/*
+ * The extension's version: EXTVERSION in the Makefile, the one place it is
+ * written, passed as -DPARTOO_VERSION.  Only the Makefile builds the files
+ * that include this header.
+ */
+#ifndef PARTOO_VERSION
+#error "PARTOO_VERSION is not defined: build with the Makefile, which sets it from EXTVERSION"
+#endif
 #define PARTOO_USER_AGENT "partoo-pg/" PARTOO_VERSION
 
 /* Largest response body we keep; larger ones fail the request */
