@@ -147,14 +147,21 @@ _PG_init(void)
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
-	DefineCustomStringVariable("partoo.database",
-							   "Comma-separated list of databases in which a partoo worker drains the outbox.",
-							   "One worker runs per database; an empty list runs none.",
-							   &partoo_databases,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   GUC_LIST_INPUT,
-							   NULL, NULL, NULL);
+	/*
+	 * NB: PostgreSQL ends the session (FATAL) when a PGC_POSTMASTER setting
+	 * is defined after startup, so this one, which only the workers use,
+	 * exists only when the library is preloaded.  Loaded by one session
+	 * alone, partoo still sends and queues.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("partoo.database",
+								   "Comma-separated list of databases in which a partoo worker drains the outbox.",
+								   "One worker runs per database; an empty list runs none.",
+								   &partoo_databases,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   GUC_LIST_INPUT,
+								   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("partoo.batch_size",
 							"Largest number of outbox rows the worker claims in one transaction.",
