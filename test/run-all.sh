@@ -114,12 +114,14 @@ stage_regress() {
 	partoo_log "pg_regress"
 	make -s -C test/mock >/dev/null 2>&1 || { record regress 0 1; return; }
 	partoo_start_mock "$W/repo" --api-key test-key --api-key other-key || { record regress 0 1; return; }
-	sed "s|@MOCK_URL@|$MOCK_URL|g" test/regress.conf.in >"$W/regress.conf"
+	# the settings of make installcheck (test/regress.conf), then this mock's port
+	echo "partoo.base_url = '$MOCK_URL/v2'" >"$W/regress-port.conf"
 	export PARTOO_MOCK_URL=$MOCK_URL
 	local tests
 	tests=${PARTOO_REGRESS:-$(sed -n 's/^REGRESS = //p' Makefile)}
 	"$PGXS_DIR/test/regress/pg_regress" \
-		--temp-instance="$W/tmp_check" --temp-config="$W/regress.conf" \
+		--temp-instance="$W/tmp_check" --temp-config=test/regress.conf \
+		--temp-config="$W/regress-port.conf" \
 		--inputdir=. --outputdir="$W/regress" --bindir="$BINDIR" \
 		--dbname=contrib_regression $tests >"$W/regress.log" 2>&1
 	local rc=$?
