@@ -1,5 +1,7 @@
 # 090_upgrade.pl: install 0.1, fill it, ALTER EXTENSION partoo UPDATE to
-# 0.2: the data is intact, the new objects exist and the worker runs.
+# 0.2 and then to the current version: the data is intact, the new objects
+# exist and the worker runs; a fresh install is the same as the upgraded
+# one.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -36,7 +38,7 @@ ok(wait_for($node, "SELECT count(*) = 1 FROM partoo.messages WHERE state = 'reje
 my $before = $node->safe_psql('postgres',
 	"SELECT md5(string_agg(id || state || coalesce(partoo_id::text, '') || content, ',' ORDER BY id)) FROM partoo.messages");
 
-$node->safe_psql('postgres', 'ALTER EXTENSION partoo UPDATE');
+$node->safe_psql('postgres', "ALTER EXTENSION partoo UPDATE TO '0.2'");
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'partoo'"),
 	'0.2', 'updated to 0.2');
 is($node->safe_psql('postgres',
@@ -82,14 +84,72 @@ for my $how ('partoo_send', 'worker')
 		'applied', "the $how event is applied");
 }
 
+# 0.3: pg_dump keeps the rows of every table that holds state
+$node->safe_psql('postgres', 'ALTER EXTENSION partoo UPDATE');
+my $default = $node->safe_psql('postgres', "SELECT default_version FROM pg_available_extensions WHERE name = 'partoo'");
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'partoo'"),
+	$default, "updated to the default version, $default");
+is($node->safe_psql('postgres',
+	"SELECT md5(string_agg(id || state || coalesce(partoo_id::text, '') || content, ',' ORDER BY id)) FROM partoo.messages
+	  WHERE content NOT LIKE 'webhook came first%' AND content <> 'after the upgrade'"),
+	$before, 'messages intact after the second update');
+my $dumped = q{SELECT string_agg(c::regclass::text, ',' ORDER BY c::regclass::text)
+  FROM pg_extension, unnest(extconfig) c WHERE extname = 'partoo'};
+is($node->safe_psql('postgres', $dumped),
+	'partoo.accounts,partoo.events,partoo.events_id_seq,partoo.message_parts,partoo.messages,'
+	  . 'partoo.messages_id_seq,partoo.outbox,partoo.outbox_id_seq',
+	'every table and sequence that holds state is dumped by pg_dump');
+
 # a fresh install of the default version is the same as the upgraded one
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');
 $node->safe_psql('fresh', 'CREATE EXTENSION partoo');
-my $objects = q{SELECT string_agg(pg_describe_object(classid, objid, objsubid), ',' ORDER BY 1)
+my $objects = q{SELECT string_agg(pg_describe_object(classid, objid, objsubid), ','
+                  ORDER BY pg_describe_object(classid, objid, objsubid))
   FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
    AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'partoo')};
 is($node->safe_psql('fresh', $objects), $node->safe_psql('postgres', $objects),
 	'a fresh install has the same objects as the upgraded one');
+is($node->safe_psql('fresh', $dumped), $node->safe_psql('postgres', $dumped),
+	'and the same tables dumped');
+# and every detail of them (pg_dump leaves extension members out, so ask
+# the catalogs): columns in order, constraints, indexes, triggers, function
+# bodies and properties, views, comments, privileges, storage options
+my $shape = q{
+SELECT string_agg(line, E'\n' ORDER BY line) FROM (
+  SELECT 'column ' || c.relname || ' ' || a.attnum || ' ' || a.attname || ' '
+         || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull || ' ' || a.attidentity::text
+         || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') || ' ' || coalesce(a.attcollation::regcollation::text, '') AS line
+    FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+   WHERE c.relnamespace = 'partoo'::regnamespace
+  UNION ALL
+  SELECT 'relation ' || relname || ' ' || relkind::text || ' ' || coalesce(relacl::text, '') || ' '
+         || coalesce(reloptions::text, '') || ' ' || coalesce(obj_description(oid, 'pg_class'), '')
+    FROM pg_class WHERE relnamespace = 'partoo'::regnamespace
+  UNION ALL
+  SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+    FROM pg_constraint WHERE connamespace = 'partoo'::regnamespace
+  UNION ALL
+  SELECT 'index ' || pg_get_indexdef(indexrelid) FROM pg_index
+   WHERE indrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'partoo'::regnamespace)
+  UNION ALL
+  SELECT 'trigger ' || pg_get_triggerdef(oid) FROM pg_trigger
+   WHERE NOT tgisinternal AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'partoo'::regnamespace)
+  UNION ALL
+  SELECT 'view ' || oid::regclass || ' ' || pg_get_viewdef(oid) FROM pg_class
+   WHERE relnamespace = 'partoo'::regnamespace AND relkind = 'v'
+  UNION ALL
+  SELECT 'function ' || pg_get_functiondef(p.oid) || ' ' || coalesce(p.proacl::text, '') || ' '
+         || coalesce(obj_description(p.oid, 'pg_proc'), '')
+    FROM pg_proc p JOIN pg_depend dep ON dep.objid = p.oid AND dep.classid = 'pg_proc'::regclass
+   WHERE dep.refclassid = 'pg_extension'::regclass AND dep.deptype = 'e'
+     AND dep.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'partoo')
+  UNION ALL
+  SELECT 'schema ' || coalesce(nspacl::text, '') || ' ' || coalesce(obj_description(oid, 'pg_namespace'), '')
+    FROM pg_namespace WHERE nspname = 'partoo'
+) s};
+my ($fresh_shape, $upgraded_shape) = map { $node->safe_psql($_, $shape) } ('fresh', 'postgres');
+is($upgraded_shape, $fresh_shape, 'and every column, constraint, index, trigger, function, view, comment and grant');
 
 $node->stop;
 done_testing();
