@@ -95,6 +95,7 @@ inside_build() {
 TEST_USER=partoo_deb
 inside_install() {
 	export DEBIAN_FRONTEND=noninteractive
+	trap 'exit 130' INT TERM # so that run_cluster's EXIT trap stops the servers
 	local extversion deb pkg major bindir sock data mock_pid="" log
 	extversion=$(cat extversion)
 	log=$(mktemp /tmp/partoo-apt.XXXXXX)
