@@ -66,14 +66,20 @@ $(filter-out $(CORE_OBJS),$(OBJS)): Makefile
 # The files made from EXTVERSION.  Both are tracked, because a plain
 # make install and PGXN read them as they are; make remakes them when the
 # Makefile or their template changes, and make check-version fails when a
-# tracked copy differs from what they would be.
-all: META.json
-
+# tracked copy differs from what they would be.  A copy of the tree
+# without the templates (test/lib.sh's partoo_copy_tree) builds with the
+# files as they are.
+ifneq (,$(wildcard $(EXTENSION).control.in))
 $(EXTENSION).control: $(EXTENSION).control.in Makefile
 	sed 's/@EXTVERSION@/$(EXTVERSION)/g' $< >$@
+endif
+
+ifneq (,$(wildcard META.json.in))
+all: META.json
 
 META.json: META.json.in Makefile
 	sed 's/@EXTVERSION@/$(EXTVERSION)/g' $< >$@
+endif
 
 .PHONY: check-version
 check-version:
