@@ -67,7 +67,9 @@ sub check_restore
 
 	# the scheduled messages come due, the leased ones after their lease
 	ok(wait_for_db($node, 'restored', "SELECT count(*) = 0 FROM partoo.outbox", 120)
-		  || diag($node->safe_psql('restored', 'SELECT * FROM partoo.outbox')),
+		  || diag($node->safe_psql('restored', 'SELECT * FROM partoo.worker_status()'),
+			"\n", $node->safe_psql('restored', 'SELECT * FROM partoo.outbox ORDER BY id LIMIT 5'),
+			"\n", $node->safe_psql('restored', 'SELECT now(), * FROM partoo.accounts')),
 		"$how: the restored queue drains");
 	my %seen;
 	$seen{ $_->{content} }++ for @{ mock_accepted($mock) };

@@ -17,7 +17,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(start_mock mock_get mock_post mock_stats mock_accepted
-  partoo_node wait_for worker_pid);
+  partoo_conf partoo_node wait_for worker_pid);
 
 my $repo = $ENV{PARTOO_REPO} or die "PARTOO_REPO is not set";
 my @mocks;
@@ -108,6 +108,24 @@ sub mock_accepted
 	return \@rows;
 }
 
+# partoo_conf($mock, extra conf lines...): the postgresql.conf lines of a
+# node with partoo preloaded and pointed at the mock
+sub partoo_conf
+{
+	my ($mock, @conf) = @_;
+	return join("\n",
+		"shared_preload_libraries = 'partoo'",
+		"partoo.base_url = '$mock->{url}/v2'",
+		"partoo.api_key = 'test-key'",
+		"partoo.database = 'postgres'",
+		"partoo.requests_per_minute = 0",
+		"partoo.retry_base = '20ms'",
+		"partoo.retry_max = '200ms'",
+		"partoo.timeout = '5s'",
+		"partoo.lease = '10s'",
+		@conf) . "\n";
+}
+
 # partoo_node($name, $mock, extra conf lines...): a started node with the
 # extension created in database postgres
 sub partoo_node
@@ -115,19 +133,7 @@ sub partoo_node
 	my ($name, $mock, @conf) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init;
-	$node->append_conf(
-		'postgresql.conf', join("\n",
-			"shared_preload_libraries = 'partoo'",
-			"partoo.base_url = '$mock->{url}/v2'",
-			"partoo.api_key = 'test-key'",
-			"partoo.database = 'postgres'",
-			"partoo.requests_per_minute = 0",
-			"partoo.retry_base = '20ms'",
-			"partoo.retry_max = '200ms'",
-			"partoo.timeout = '5s'",
-			"partoo.lease = '10s'",
-			@conf)
-		  . "\n");
+	$node->append_conf('postgresql.conf', partoo_conf($mock, @conf));
 	$node->start;
 	$node->safe_psql('postgres', 'CREATE EXTENSION partoo');
 	return $node;
