@@ -96,7 +96,7 @@ TEST_USER=partoo_deb
 inside_install() {
 	export DEBIAN_FRONTEND=noninteractive
 	trap 'exit 130' INT TERM # so that run_cluster's EXIT trap stops the servers
-	local extversion deb pkg major bindir sock data mock_pid="" log
+	local extversion deb pkg major bindir log
 	extversion=$(cat extversion)
 	log=$(mktemp /tmp/partoo-apt.XXXXXX)
 	apt_get update 2>"$log" || { cat "$log"; not_ok "apt-get update"; summary; }
@@ -105,6 +105,7 @@ inside_install() {
 		pkg=$(dpkg-deb -f "$deb" Package)
 		major=${pkg#postgresql-}
 		major=${major%-partoo}
+		check "postgresql-$major is not installed yet" not installed "postgresql-$major"
 		if apt_get install "$deb" 2>"$log"; then
 			ok "apt-get install $deb"
 		else
@@ -126,6 +127,7 @@ inside_install() {
 	summary
 }
 
+not() { ! "$@"; }
 installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
 
 # run_cluster MAJOR BINDIR EXTVERSION: the cluster, the mock and the checks
