@@ -5,10 +5,9 @@
 # sent after their lease, and new messages get fresh ids.
 #
 # With PARTOO_DUMP_OUT=FILE the plain dump is also written to FILE (and the
-# figures the checks need to FILE.json), and with PARTOO_DUMP_IN=FILE a
-# dump made by another major (the run on 15 of this test) is restored and
-# checked instead of one made here: .ci/run uses that to restore a
-# PostgreSQL 15 dump into 17.
+# figures the checks need to FILE.json), and with PARTOO_DUMP_IN=FILE such
+# a dump, made by another major, is restored and checked too: .ci/run
+# restores the dump of the run on PostgreSQL 15 into 17 that way.
 use strict;
 use warnings;
 use Cwd ();
@@ -32,27 +31,15 @@ my %fingerprint = (
 	message_parts => q{SELECT count(*) FROM partoo.message_parts},
 );
 
-my ($dump_plain, $dump_custom, $before);
-if ($ENV{PARTOO_DUMP_IN})
-{
-	$dump_plain = $ENV{PARTOO_DUMP_IN};
-	open(my $fh, '<', "$dump_plain.json") or die "$dump_plain.json: $!";
-	local $/;
-	$before = decode_json(<$fh>);
-	close $fh;
-}
-else
-{
-	($dump_plain, $dump_custom, $before) = make_dump();
-}
-
+my ($dump_plain, $dump_custom, $before) = make_dump();
 # Restore into a new cluster whose worker sends to a new mock: the queue
 # is sent there, once, and nothing else is.
 sub check_restore
 {
-	my ($how, $restore) = @_;
+	my ($how, $before, $restore) = @_;
 	my $mock = start_mock('--api-key', $key, '--first-id', '7000001');
-	my $node = partoo_node("restored_$how", $mock, "partoo.database = 'restored'");
+	(my $name = "restored_$how") =~ s/\W/_/g;
+	my $node = partoo_node($name, $mock, "partoo.database = 'restored'");
 	$node->safe_psql('postgres', 'CREATE DATABASE restored');
 	$restore->($node);
 
@@ -105,18 +92,29 @@ sub wait_for_db
 	return 0;
 }
 
-check_restore('plain', sub {
-	my ($node) = @_;
-	$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('restored'),
-		'-f', $dump_plain ], 'plain: psql restores the dump');
-});
-if ($dump_custom)
+sub restore_plain
 {
-	check_restore('custom', sub {
+	my ($file) = @_;
+	return sub {
 		my ($node) = @_;
-		$node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump_custom ],
-			'custom: pg_restore restores the dump');
-	});
+		$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('restored'),
+			'-f', $file ], 'psql restores the plain dump');
+	};
+}
+check_restore('plain', $before, restore_plain($dump_plain));
+check_restore('custom', $before, sub {
+	my ($node) = @_;
+	$node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump_custom ],
+		'pg_restore restores the custom dump');
+});
+
+# a dump made by another major
+if (my $in = $ENV{PARTOO_DUMP_IN})
+{
+	open(my $fh, '<', "$in.json") or die "$in.json: $!";
+	my $other = decode_json(do { local $/; <$fh> });
+	close $fh;
+	check_restore("from $other->{major}", $other, restore_plain($in));
 }
 done_testing();
 
@@ -163,6 +161,7 @@ sub make_dump
 	$b{queued_contents} = $list->("SELECT content FROM partoo.messages WHERE content LIKE 'scheduled %' ORDER BY id");
 	$b{leased_contents} = $list->("SELECT content FROM partoo.messages WHERE content LIKE 'in flight %' ORDER BY id");
 	$b{max_id} = $node->safe_psql('postgres', 'SELECT max(id) FROM partoo.messages');
+	$b{major} = 'PostgreSQL ' . $node->safe_psql('postgres', "SELECT current_setting('server_version_num')::int / 10000");
 
 	my $plain = "$tmp/dump.sql";
 	my $custom = "$tmp/dump.custom";
