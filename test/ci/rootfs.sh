@@ -105,13 +105,29 @@ base() {
 }
 
 MOUNTS=()
+# Undo a run: stop what is still running inside it (a server a failed test
+# left behind keeps its mounts busy), unmount in reverse order, and remove
+# the run's directory only when nothing is mounted below it any more (so
+# that a bind mount of /dev can never be emptied by rm -rf).
 cleanup() {
-	local i
+	local i p root=${RUN_DIR:-}/root
+	if [ -n "${RUN_DIR:-}" ]; then
+		for p in /proc/[0-9]*; do
+			[ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && kill -KILL "${p#/proc/}" 2>/dev/null || true
+		done
+	fi
 	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
 		umount "${MOUNTS[$i]}" 2>/dev/null || umount -l "${MOUNTS[$i]}" 2>/dev/null || true
 	done
 	MOUNTS=()
-	[ -n "${RUN_DIR:-}" ] && rm -rf "$RUN_DIR"
+	if [ -n "${RUN_DIR:-}" ]; then
+		if grep -qF " $RUN_DIR/" /proc/mounts; then
+			echo "rootfs.sh: still mounted below $RUN_DIR; left in place" >&2
+		else
+			rm -rf "$RUN_DIR"
+		fi
+		RUN_DIR=
+	fi
 	return 0
 }
 mnt() { mount "$@" && MOUNTS+=("${@: -1}"); }
