@@ -5,9 +5,10 @@
 #   bash test/fuzz/run.sh fuzz_response    only some targets
 #
 # Each target is built with clang's libFuzzer, ASan and UBSan against the
-# protocol core (and the webhook parser and signature code once they
-# exist), then run for FUZZ_SECONDS (default 60, but at most 240 s over
-# all targets) on a scratch copy of its seed corpus test/fuzz/corpus/NAME,
+# protocol core (and the webhook parser, signature code and log redactor
+# once they exist), then run for FUZZ_SECONDS (default 60, but at most
+# 240 s over all targets) on a scratch copy of its seed corpus
+# test/fuzz/corpus/NAME,
 # so generated inputs never land in the repository.  Builds, logs and
 # crash inputs go to FUZZ_WORK (default: a new temporary directory, kept
 # when something failed).
@@ -50,7 +51,7 @@ mkdir -p "$work"
 # The plain-C sources a target may call; the others are optional so that
 # this runner works before and after they are written.
 core=()
-for f in validate request response ratelimit webhook_parse webhook_order signature; do
+for f in validate request response ratelimit webhook_parse webhook_order signature redact; do
 	[ -e "$repo/src/$f.c" ] && core+=("$repo/src/$f.c")
 done
 
