@@ -525,7 +525,10 @@ claim(int limit, int64 *next_ms)
 	 */
 	for (k = 0; k < nall; k++)
 	{
+		int			had;
+
 		a = all[k];
+		had = a->reserved;
 		if (a->rpm > 0)
 		{
 			while (a->reserved > a->used)
@@ -534,9 +537,9 @@ claim(int limit, int64 *next_ms)
 				a->reserved--;
 			}
 		}
-		if (a->reserved == 0)
+		if (had == 0)
 			continue;			/* paused or out of tokens: token_wait */
-		if (a->rpm > 0 && a->used == a->reserved)
+		if (a->rpm > 0 && a->used == had)
 		{
 			int64		w = partoo_ratelimit_acquire(a->rl, now);
 

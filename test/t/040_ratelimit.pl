@@ -1,7 +1,8 @@
 # 040_ratelimit.pl: an account limited to N requests per minute never
 # exceeds N in any sliding minute and gets no 429 from a mock enforcing the
 # same limit, while a second account (on a mock of its own, without a
-# limit) drains independently.
+# limit) drains independently; a rate-limited account's scheduled messages
+# are sent when they come due.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -55,5 +56,17 @@ cmp_ok($max1, '<=', 2 * int($limit / 60) + 1, "busiest second: $max1 requests");
 my $stats = mock_stats($mock);
 is($stats->{rate_limited} // 0, 0, 'no 429 from the mock enforcing the same limit');
 
+# A scheduled message of a rate-limited account is sent when it comes due,
+# with nothing else waking the worker (it used to sleep until woken when
+# its last claim of such an account found nothing due).
 $node->stop;
+my $idle = partoo_node('scheduled', $other);
+$idle->safe_psql('postgres', q{
+	INSERT INTO partoo.accounts (name, api_key, requests_per_minute) VALUES ('later', 'key-later', 300)});
+$idle->safe_psql('postgres',
+	"SELECT partoo_enqueue(6, 'scheduled ' || i, account => 'later', send_at => now() + interval '3 s')
+	   FROM generate_series(1, 3) i");
+ok(wait_for($idle, "SELECT count(*) = 3 FROM partoo.messages WHERE account = 'later' AND state = 'sent'", 20),
+	'scheduled messages of a rate-limited account are sent when due');
+$idle->stop;
 done_testing();
