@@ -31,11 +31,11 @@ MODULE_big = partoo
 
 # The protocol core (no postgres.h) first, then the PostgreSQL side.
 CORE_OBJS = src/validate.o src/request.o src/response.o src/ratelimit.o \
-	src/webhook_parse.o src/webhook_order.o src/signature.o
+	src/webhook_parse.o src/webhook_order.o src/signature.o src/redact.o
 OBJS = $(CORE_OBJS) \
 	src/partoo.o src/http.o src/message.o src/store.o src/send.o \
 	src/enqueue.o src/shmem.o src/outbox.o src/worker.o src/worker_job.o \
-	src/webhook.o src/webhook_apply.o src/webhook_dispatch.o
+	src/webhook.o src/webhook_apply.o src/webhook_dispatch.o src/redact_log.o
 
 # Every install and upgrade script; not the pg_regress inputs sql/NN_*.sql.
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)

@@ -239,6 +239,13 @@ _PG_init(void)
 
 	MarkGUCPrefixReserved("partoo");
 
+	/*
+	 * Keys out of the server log, in every process that loads us (the
+	 * postmaster too, which logs the settings a reload changes); see
+	 * redact_log.c.
+	 */
+	partoo_log_redaction_install();
+
 	if (process_shared_preload_libraries_in_progress)
 		partoo_worker_register();
 }

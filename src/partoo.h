@@ -334,4 +334,7 @@ extern const char *partoo_dispatch_decide(PartooDispatchSet *ds,
 										  PartooIngestEvent *ev);
 extern void partoo_dispatch_write(PartooDispatchSet *ds);
 
+/* in redact_log.c */
+extern void partoo_log_redaction_install(void);
+
 #endif							/* PARTOO_H */
