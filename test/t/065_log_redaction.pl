@@ -9,6 +9,7 @@
 use strict;
 use warnings;
 use Digest::MD5 qw(md5_hex);
+use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use lib $ENV{PARTOO_REPO} . '/test/t';
@@ -34,7 +35,8 @@ my @set_ways = qw(alter_system set set_e set_bare set_config alter_database
 my @fail_ways = qw(syntax trigger_check check unique not_null wrong_type
   dq_mistake do_unique);
 
-my @mock_keys = ('test-key');
+my $lazy_key = 'zk-lazy-load-7f3q';
+my @mock_keys = ('test-key', $lazy_key);
 for my $d (@dests)
 {
 	push @mock_keys, key($d, $_) for @set_ways;
@@ -194,6 +196,29 @@ for my $dest (@dests)
 	ok($log =~ qr/Failing row contains/, "$dest: the check violation was logged");
 	ok($log =~ qr/duplicate key value violates unique constraint/, "$dest: the unique violation was logged");
 	ok($log =~ qr/\[redacted\]/, "$dest: with its keys redacted");
+}
+
+# Not preloaded: only a session that has loaded partoo (LOAD, CREATE
+# EXTENSION, a first call) is covered, from then on; README says so
+{
+	my $node = PostgreSQL::Test::Cluster->new('redact_lazy');
+	$node->init;
+	$node->append_conf(
+		'postgresql.conf', join("\n",
+			"log_statement = 'all'",
+			"log_min_error_statement = debug5",
+			"log_min_messages = debug5",
+			"partoo.base_url = '$url'",
+			"partoo.requests_per_minute = 0")
+		  . "\n");
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION partoo');
+	ok(sent_with($node, $lazy_key, "LOAD 'partoo'; SET partoo.api_key = '$lazy_key';"),
+		'not preloaded: a session that loaded partoo sets a key and sends with it');
+	$node->stop;
+	my $log = slurp_file($node->logfile);
+	ok(index($log, $lazy_key) < 0, 'not preloaded: that session logged no key');
+	ok($log =~ /statement: SET partoo\.api_key = /, 'not preloaded: while its statements were logged');
 }
 
 done_testing();
