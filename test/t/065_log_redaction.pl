@@ -29,7 +29,7 @@ sub key
 
 # the ways that store a key, each followed by a use of it below
 my @set_ways = qw(alter_system set set_e set_bare set_config alter_database
-  insert update update_dollar prepared do_block insert_search_path
+  alter_role insert update update_dollar prepared do_block insert_search_path
   dispatch_set dispatch_alter_system);
 # statements that fail and carry a key (nothing is stored)
 my @fail_ways = qw(syntax trigger_check check unique not_null wrong_type
@@ -109,6 +109,9 @@ for my $dest (@dests)
 	$node->safe_psql('postgres', "ALTER DATABASE postgres SET partoo.api_key = '$k{alter_database}'");
 	ok(sent_with($node, $k{alter_database}, ''), "$dest: ALTER DATABASE SET");
 	$node->safe_psql('postgres', "ALTER DATABASE postgres RESET partoo.api_key");
+	$node->safe_psql('postgres', "ALTER ROLE CURRENT_USER SET partoo.api_key = '$k{alter_role}'");
+	ok(sent_with($node, $k{alter_role}, ''), "$dest: ALTER ROLE SET");
+	$node->safe_psql('postgres', "ALTER ROLE CURRENT_USER RESET partoo.api_key");
 
 	# account keys
 	$node->safe_psql('postgres',
@@ -196,6 +199,8 @@ for my $dest (@dests)
 	ok($log =~ qr/Failing row contains/, "$dest: the check violation was logged");
 	ok($log =~ qr/duplicate key value violates unique constraint/, "$dest: the unique violation was logged");
 	ok($log =~ qr/\[redacted\]/, "$dest: with its keys redacted");
+	ok($log =~ qr/redacted statement: INSERT INTO partoo\.accounts \(name, api_key, base_url\) VALUES/,
+		"$dest: and the STATEMENT of an error on partoo.accounts logged redacted");
 }
 
 # Not preloaded: only a session that has loaded partoo (LOAD, CREATE
