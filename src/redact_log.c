@@ -79,7 +79,8 @@ static uint64 sensitive_query_hash = 0;
 static uint64
 query_hash(const char *query, size_t len)
 {
-	return hash_bytes_extended((const unsigned char *) query, (int) Min(len, (size_t) INT_MAX), 0);
+	return hash_bytes_extended((const unsigned char *) query,
+							   (int) Min(len, (size_t) INT_MAX), 0);
 }
 
 static bool
@@ -107,9 +108,11 @@ remember_sensitive_query(const char *query)
 static char *
 report_alloc(ErrorData *edata, size_t size)
 {
+	MemoryContext cxt = edata->assoc_context ? edata->assoc_context : ErrorContext;
+
 	if (!AllocSizeIsValid(size))
 		return NULL;
-	return MemoryContextAllocExtended(edata->assoc_context, size, MCXT_ALLOC_NO_OOM);
+	return MemoryContextAllocExtended(cxt, size, MCXT_ALLOC_NO_OOM);
 }
 
 /*
