@@ -79,47 +79,28 @@ partoo_report_problem(int elevel, const PartooProblem *p)
 
 /*
  * Copy at most max bytes of s into a palloc'd string that is safe to put
- * in an error message whatever s holds: valid UTF-8 sequences are kept in
- * a UTF-8 database, every other byte and control character becomes '?'.
- * Appends "..." when cut.
+ * in an error message whatever s holds (partoo_sanitize_text): valid UTF-8
+ * sequences are kept in a UTF-8 database, every other non-ASCII byte and
+ * control character becomes '?', tabs and line ends spaces.  Appends
+ * "..." when cut.
  */
 char *
 partoo_printable(const char *s, size_t len, size_t max)
 {
-	StringInfoData buf;
-	size_t		i = 0;
-	bool		utf8 = (GetDatabaseEncoding() == PG_UTF8);
+	size_t		cap;
+	char	   *out;
+	size_t		used;
+	size_t		written;
 
-	initStringInfo(&buf);
 	if (s == NULL)
-		return buf.data;
-	while (i < len && (size_t) buf.len < max)
-	{
-		unsigned char c = (unsigned char) s[i];
-
-		if (c >= 0x80)
-		{
-			int			n = (c >= 0xF0) ? 4 : (c >= 0xE0) ? 3 : (c >= 0xC0) ? 2 : 1;
-
-			if (utf8 && n > 1 && i + n <= len && partoo_utf8_valid(s + i, n))
-			{
-				appendBinaryStringInfo(&buf, s + i, n);
-				i += n;
-				continue;
-			}
-			appendStringInfoChar(&buf, '?');
-		}
-		else if (c == '\n' || c == '\r' || c == '\t')
-			appendStringInfoChar(&buf, ' ');
-		else if (c < 0x20 || c == 0x7f)
-			appendStringInfoChar(&buf, '?');
-		else
-			appendStringInfoChar(&buf, (char) c);
-		i++;
-	}
-	if (i < len)
-		appendStringInfoString(&buf, "...");
-	return buf.data;
+		return pstrdup("");
+	cap = Min(len, max) + 1;
+	out = palloc(cap + 3);
+	used = partoo_sanitize_text(s, len, out, cap,
+								GetDatabaseEncoding() == PG_UTF8, &written);
+	if (used < len)
+		memcpy(out + written, "...", 4);
+	return out;
 }
 
 /* text in the server encoding to a NUL-terminated UTF-8 string, or NULL */
@@ -146,7 +127,6 @@ partoo_message_prepare(PartooMessageInput *in)
 	PartooProblem err;
 	PartooProblem warning;
 	int			rc;
-	int64		unix_us;
 
 	if (in->conversation_id_isnull)
 		ereport(ERROR,
@@ -198,9 +178,7 @@ partoo_message_prepare(PartooMessageInput *in)
 	}
 
 	in->created_at = GetCurrentTimestamp();
-	unix_us = in->created_at +
-		((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY;
-	partoo_format_date(unix_us, in->date);
+	partoo_format_date(partoo_timestamptz_to_unix_us(in->created_at), in->date);
 	m->date = in->date;
 
 	rc = partoo_validate_message(m, &err, &warning);

@@ -41,6 +41,25 @@
 /* Largest response body we keep; larger ones fail the request */
 #define PARTOO_MAX_RESPONSE_BYTES (1024 * 1024)
 
+/*
+ * The protocol core counts time in microseconds since the Unix epoch
+ * (1970), PostgreSQL's timestamptz since 2000: the one offset between them.
+ */
+#define PARTOO_UNIX_TO_PG_EPOCH_US \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
+
+static inline int64
+partoo_timestamptz_to_unix_us(TimestampTz t)
+{
+	return (int64) t + PARTOO_UNIX_TO_PG_EPOCH_US;
+}
+
+static inline TimestampTz
+partoo_unix_us_to_timestamptz(int64 unix_us)
+{
+	return (TimestampTz) (unix_us - PARTOO_UNIX_TO_PG_EPOCH_US);
+}
+
 /* in partoo.c */
 extern char *partoo_api_key;
 extern char *partoo_base_url;

@@ -127,6 +127,29 @@ extern int	partoo_validate_message(const PartooMessage *m,
 extern bool partoo_utf8_valid(const char *buf, size_t len);
 
 /*
+ * The one sanitiser of text that goes into messages and error texts: copy
+ * src[0..srclen) into dst (capacity dstcap, always NUL-terminated) as one
+ * line of printable text.  Well-formed UTF-8 sequences are kept when
+ * keep_utf8 (otherwise each of their bytes becomes '?'); tab, CR and LF
+ * become spaces; other control characters and the bytes of malformed
+ * sequences become '?'.  Whole characters only.  Returns how many bytes of
+ * src were consumed (fewer than srclen when dst is full); *dstlen (if not
+ * NULL) gets the bytes written.
+ */
+extern size_t partoo_sanitize_text(const char *src, size_t srclen, char *dst,
+								   size_t dstcap, bool keep_utf8,
+								   size_t *dstlen);
+
+/*
+ * The one calendar of the protocol core: proleptic Gregorian, days counted
+ * from 1970-01-01.
+ */
+extern int64_t partoo_days_from_civil(int64_t y, int m, int d);
+extern void partoo_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
+extern bool partoo_is_leap_year(int64_t y);
+extern int	partoo_days_in_month(int64_t y, int m);
+
+/*
  * Format a Unix time in microseconds as ISO 8601 UTC with microseconds:
  * "2026-11-23T10:00:00.123456Z".  buf needs PARTOO_DATE_BUFLEN bytes.
  */

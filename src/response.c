@@ -50,62 +50,21 @@ typedef struct TextBuf
 	bool		overflow;
 } TextBuf;
 
-/* Length of the UTF-8 sequence a lead byte announces, 0 if none */
-static size_t
-utf8_seq_len(unsigned char c)
-{
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF)
-		return 2;
-	if (c >= 0xE0 && c <= 0xEF)
-		return 3;
-	if (c >= 0xF0 && c <= 0xF4)
-		return 4;
-	return 0;
-}
-
 /*
- * Append s[0..n), replacing control characters by spaces (error_text is
- * one line) and each byte of an invalid UTF-8 sequence by '?'.  Whole
- * sequences only, so a cut never splits a character.
+ * Append s[0..n) as one line of sanitised text (partoo_sanitize_text);
+ * what does not fit sets overflow and is dropped.
  */
 static void
 tb_append_n(TextBuf *tb, const char *s, size_t n)
 {
-	size_t		i = 0;
+	size_t		written;
 
-	while (i < n && !tb->overflow)
-	{
-		unsigned char c = (unsigned char) s[i];
-		size_t		seq = utf8_seq_len(c);
-		char		repl;
-
-		if (seq > 1 && seq <= n - i && partoo_utf8_valid(s + i, seq))
-		{
-			if (tb->len + seq > ERROR_TEXT_MAX)
-			{
-				tb->overflow = true;
-				break;
-			}
-			memcpy(tb->data + tb->len, s + i, seq);
-			tb->len += seq;
-			i += seq;
-			continue;
-		}
-
-		if (seq == 1)
-			repl = (c < 0x20 || c == 0x7F) ? ' ' : (char) c;
-		else
-			repl = '?';
-		if (tb->len + 1 > ERROR_TEXT_MAX)
-		{
-			tb->overflow = true;
-			break;
-		}
-		tb->data[tb->len++] = repl;
-		i++;
-	}
+	if (tb->overflow)
+		return;
+	if (partoo_sanitize_text(s, n, tb->data + tb->len, ERROR_TEXT_MAX - tb->len + 1,
+							 true, &written) < n)
+		tb->overflow = true;
+	tb->len += written;
 }
 
 static void
@@ -635,35 +594,6 @@ partoo_classify_status(long http_status)
 	}
 }
 
-/*
- * Days since 1970-01-01 of a proleptic Gregorian date, counting in 400-year
- * eras of 146097 days with years starting in March so that the leap day
- * falls at the end.  Our own arithmetic rather than timegm(), which is
- * neither C nor POSIX and depends on the TZ machinery.
- */
-static int64_t
-days_from_civil(int y, int m, int d)
-{
-	int64_t		era;
-	int64_t		yoe;
-	int64_t		doy;
-	int64_t		doe;
-
-	if (m <= 2)
-		y--;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static bool
-is_leap(int y)
-{
-	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
 /* n decimal digits at s as an int, or -1 */
 static int
 digits(const char *s, int n)
@@ -712,7 +642,6 @@ parse_imf_fixdate(const char *s, size_t len, int64_t *out)
 	static const char *const wkdays[7] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
 	static const char *const months[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-	static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 	int			i;
 	int			day,
 				mon = -1,
@@ -739,9 +668,9 @@ parse_imf_fixdate(const char *s, size_t len, int64_t *out)
 	if (!wk || mon < 0 || day < 1 || year < 0 || hour < 0 || hour > 23 ||
 		min < 0 || min > 59 || sec < 0 || sec > 60)
 		return false;
-	if (day > mdays[mon] + (mon == 1 && is_leap(year) ? 1 : 0))
+	if (day > partoo_days_in_month(year, mon + 1))
 		return false;
-	*out = days_from_civil(year, mon + 1, day) * 86400 +
+	*out = partoo_days_from_civil(year, mon + 1, day) * 86400 +
 		hour * 3600 + min * 60 + sec;
 	return true;
 }

@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * validate.c
- *		Names, validation and dates for outgoing Partoo messages.
+ *		Names, validation and dates for outgoing Partoo messages; and the
+ *		protocol core's shared text and calendar helpers (UTF-8 checking
+ *		and sanitising, the proleptic Gregorian calendar).
  *
  * Everything a message must satisfy before it is sent or queued is decided
  * here, once, so that partoo_send() and partoo_enqueue() reject the same
@@ -23,17 +25,11 @@
  *
  *-------------------------------------------------------------------------
  */
-/* gmtime_r() is POSIX, not C99 */
-#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
-#define _POSIX_C_SOURCE 200809L
-#endif
-
 #include "protocol.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #define NUM_CONTENT_TYPES	5
 #define NUM_CHANNELS		6	/* including PARTOO_CH_NONE */
@@ -204,6 +200,127 @@ partoo_utf8_valid(const char *buf, size_t len)
 	if (buf == NULL)
 		return len == 0;
 	return utf8_valid_prefix((const unsigned char *) buf, len) == len;
+}
+
+/* Length of the UTF-8 sequence a lead byte announces, 0 if none */
+static size_t
+utf8_seq_len(unsigned char c)
+{
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		return 2;
+	if (c >= 0xE0 && c <= 0xEF)
+		return 3;
+	if (c >= 0xF0 && c <= 0xF4)
+		return 4;
+	return 0;
+}
+
+/* See protocol.h */
+size_t
+partoo_sanitize_text(const char *src, size_t srclen, char *dst, size_t dstcap,
+					 bool keep_utf8, size_t *dstlen)
+{
+	size_t		i = 0;
+	size_t		o = 0;
+
+	while (i < srclen)
+	{
+		unsigned char c = (unsigned char) src[i];
+		size_t		seq = utf8_seq_len(c);
+
+		if (keep_utf8 && seq > 1 && seq <= srclen - i &&
+			utf8_valid_prefix((const unsigned char *) src + i, seq) == seq)
+		{
+			if (o + seq >= dstcap)
+				break;
+			memcpy(dst + o, src + i, seq);
+			o += seq;
+			i += seq;
+			continue;
+		}
+		if (o + 1 >= dstcap)
+			break;
+		if (c == '\t' || c == '\n' || c == '\r')
+			dst[o++] = ' ';
+		else if (c < 0x20 || c >= 0x7F)
+			dst[o++] = '?';
+		else
+			dst[o++] = (char) c;
+		i++;
+	}
+	if (dstcap > 0)
+		dst[o] = '\0';
+	if (dstlen != NULL)
+		*dstlen = o;
+	return i;
+}
+
+/* ----------------------------------------------------------------
+ * The calendar: proleptic Gregorian, days counted from 1970-01-01
+ * ----------------------------------------------------------------
+ */
+
+/*
+ * Days since 1970-01-01 of y-m-d, counting in 400-year eras of 146097
+ * days with years starting in March, so that the leap day falls at the
+ * end.  Our own arithmetic rather than timegm() or gmtime_r(), which are
+ * not C99 and depend on the TZ machinery and the width of time_t.
+ */
+int64_t
+partoo_days_from_civil(int64_t y, int m, int d)
+{
+	int64_t		era;
+	int64_t		yoe;
+	int64_t		doy;
+	int64_t		doe;
+
+	if (m <= 2)
+		y--;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+/* The inverse of partoo_days_from_civil */
+void
+partoo_civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+	int64_t		era;
+	int64_t		doe;
+	int64_t		yoe;
+	int64_t		doy;
+	int64_t		mp;
+
+	z += 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	*d = (int) (doy - (153 * mp + 2) / 5 + 1);
+	*m = (int) (mp < 10 ? mp + 3 : mp - 9);
+	*y = yoe + era * 400 + (*m <= 2);
+}
+
+bool
+partoo_is_leap_year(int64_t y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Days in month m (1..12) of year y */
+int
+partoo_days_in_month(int64_t y, int m)
+{
+	static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+
+	if (m < 1 || m > 12)
+		return 0;
+	return mdays[m - 1] + (m == 2 && partoo_is_leap_year(y) ? 1 : 0);
 }
 
 /*
@@ -733,22 +850,20 @@ partoo_validate_message(const PartooMessage *m, PartooProblem *err,
 }
 
 /*
- * See protocol.h.  Times outside what gmtime_r can represent (never the
- * case for int64 microseconds with a 64-bit time_t, but time_t may be
- * narrower) are clamped to the Unix epoch rather than left unformatted, so
- * buf always holds a well-formed date.  Years outside 0..9999 are written
- * with a sign, as ISO 8601's expanded representation does.
+ * See protocol.h.  Years outside 0..9999 are written with a sign, as ISO
+ * 8601's expanded representation does; any int64 input fits (years
+ * -290308 to +294247, at most 30 bytes).
  */
 void
 partoo_format_date(int64_t unix_usec, char *buf)
 {
 	int64_t		secs = unix_usec / 1000000;
 	int64_t		usec = unix_usec % 1000000;
-	time_t		t;
-	struct tm	tm;
-	long long	year;
-	char		tmp[128];
-	size_t		len;
+	int64_t		days;
+	int64_t		rem;
+	int64_t		year;
+	int			month;
+	int			day;
 
 	/* C99 division truncates toward zero; we want the floor */
 	if (usec < 0)
@@ -756,31 +871,18 @@ partoo_format_date(int64_t unix_usec, char *buf)
 		usec += 1000000;
 		secs -= 1;
 	}
-
-	t = (time_t) secs;
-	if ((int64_t) t != secs || gmtime_r(&t, &tm) == NULL)
+	days = secs / 86400;
+	rem = secs % 86400;
+	if (rem < 0)
 	{
-		t = 0;
-		usec = 0;
-		gmtime_r(&t, &tm);
+		rem += 86400;
+		days -= 1;
 	}
-
-	/*
-	 * Printed into a roomy buffer first: the compiler cannot know the
-	 * ranges of struct tm's fields and would warn about truncation.  Any
-	 * int64 input gives at most 30 bytes (years -290308 to +294247), so
-	 * the copy never truncates.
-	 */
-	year = (long long) tm.tm_year + 1900;
-	snprintf(tmp, sizeof(tmp),
+	partoo_civil_from_days(days, &year, &month, &day);
+	snprintf(buf, PARTOO_DATE_BUFLEN,
 			 (year >= 0 && year <= 9999) ?
-			 "%04lld-%02d-%02dT%02d:%02d:%02d.%06dZ" :
-			 "%+05lld-%02d-%02dT%02d:%02d:%02d.%06dZ",
-			 year, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			 tm.tm_sec, (int) usec);
-	len = strlen(tmp);
-	if (len >= PARTOO_DATE_BUFLEN)
-		len = PARTOO_DATE_BUFLEN - 1;
-	memcpy(buf, tmp, len);
-	buf[len] = '\0';
+			 "%04" PRId64 "-%02d-%02dT%02d:%02d:%02d.%06dZ" :
+			 "%+05" PRId64 "-%02d-%02dT%02d:%02d:%02d.%06dZ",
+			 year, month, day, (int) (rem / 3600), (int) (rem / 60 % 60),
+			 (int) (rem % 60), (int) usec);
 }

@@ -146,14 +146,6 @@ batch_error_callback(void *arg)
 		errcontext("webhook payload %d of %d", c->index + 1, c->count);
 }
 
-static TimestampTz
-unix_usec_to_timestamptz(int64 usec)
-{
-	return (TimestampTz) (usec -
-						  (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) *
-						  SECS_PER_DAY * USECS_PER_SEC);
-}
-
 /*
  * A copy of s valid in the database encoding (22021 otherwise), or NULL.
  * Consecutive events of a batch mostly carry the same type, status,
@@ -220,7 +212,7 @@ parse_event(Datum payload, PartooIngestEvent *ev, const PartooIngestEvent *prev)
 	ev->concerns_status = pe->concerns_status;
 	ev->has_event_at = pe->has_event_at;
 	if (pe->has_event_at)
-		ev->event_at = unix_usec_to_timestamptz(pe->event_at);
+		ev->event_at = partoo_unix_us_to_timestamptz(pe->event_at);
 	ev->partoo_id = pe->partoo_id;
 	ev->status = pe->status;
 	ev->is_deleted = pe->is_deleted;

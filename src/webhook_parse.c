@@ -105,49 +105,6 @@ has_nul(const char *s, size_t len)
  * ----------------------------------------------------------------
  */
 
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar */
-static int64_t
-days_from_civil(int64_t y, int m, int d)
-{
-	int64_t		era;
-	int64_t		yoe;
-	int64_t		doy;
-	int64_t		doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static void
-civil_from_days(int64_t z, int *y, int *m, int *d)
-{
-	int64_t		era;
-	int64_t		doe;
-	int64_t		yoe;
-	int64_t		doy;
-	int64_t		mp;
-
-	z += 719468;
-	era = (z >= 0 ? z : z - 146096) / 146097;
-	doe = z - era * 146097;
-	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	mp = (5 * doy + 2) / 153;
-	*d = (int) (doy - (153 * mp + 2) / 5 + 1);
-	*m = (int) (mp < 10 ? mp + 3 : mp - 9);
-	*y = (int) (yoe + era * 400 + (*m <= 2));
-}
-
-static bool
-is_leap(int y)
-{
-	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
 /* Read exactly n digits at *p into *out, advancing *p */
 static bool
 read_digits(const char **p, int n, int *out)
@@ -171,7 +128,6 @@ read_digits(const char **p, int n, int *out)
 bool
 partoo_parse_datetime(const char *s, int64_t *unix_usec)
 {
-	static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 	const char *p = s;
 	int			year,
 				month,
@@ -250,44 +206,14 @@ partoo_parse_datetime(const char *s, int64_t *unix_usec)
 		return false;
 
 	if (year < 1 || month < 1 || month > 12 || day < 1 ||
-		day > mdays[month - 1] + (month == 2 && is_leap(year)) ||
+		day > partoo_days_in_month(year, month) ||
 		hour > 23 || minute > 59 || second > 59)
 		return false;
 
-	t = days_from_civil(year, month, day) * 86400 +
+	t = partoo_days_from_civil(year, month, day) * 86400 +
 		hour * 3600 + minute * 60 + second - offset_s;
 	*unix_usec = t * 1000000 + usec;
 	return true;
-}
-
-/* "2026-11-23T10:00:00.123456Z" into buf (at least 32 bytes) */
-static void
-format_datetime(int64_t unix_usec, char *buf, size_t buflen)
-{
-	int64_t		secs = unix_usec / 1000000;
-	int64_t		usec = unix_usec % 1000000;
-	int64_t		days;
-	int64_t		rem;
-	int			y,
-				m,
-				d;
-
-	if (usec < 0)
-	{
-		usec += 1000000;
-		secs--;
-	}
-	days = secs / 86400;
-	rem = secs % 86400;
-	if (rem < 0)
-	{
-		rem += 86400;
-		days--;
-	}
-	civil_from_days(days, &y, &m, &d);
-	snprintf(buf, buflen, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
-			 y, m, d, (int) (rem / 3600), (int) (rem / 60 % 60),
-			 (int) (rem % 60), (int) usec);
 }
 
 /* ----------------------------------------------------------------
@@ -734,7 +660,7 @@ parse_dispatch(const cJSON *root, PartooWebhookEvent *ev, PartooWebhookError *er
 	const cJSON *rmeta;
 	int64_t		n;
 	bool		present;
-	char		date[64];
+	char		date[PARTOO_DATE_BUFLEN];
 
 	ev->source = PARTOO_SOURCE_DISPATCH;
 	ev->is_deleted = -1;
@@ -801,7 +727,7 @@ parse_dispatch(const cJSON *root, PartooWebhookEvent *ev, PartooWebhookError *er
 
 	ev->dispatch_status = partoo_dispatch_status_from_name(ev->status_raw);
 	ev->concerns_status = true;
-	format_datetime(ev->event_at, date, sizeof(date));
+	partoo_format_date(ev->event_at, date);
 	snprintf(ev->order_key, sizeof(ev->order_key), "%s#%" PRId32,
 			 date, ev->status_order);
 	ev->dedup_key = mprintf("dispatch/%zu:%s/%zu:%s/%" PRId32 "/%s/%" PRId32 "/%zu:%s",

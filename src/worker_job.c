@@ -275,9 +275,7 @@ partoo_job_fill(Job *job, HeapTuple t, TupleDesc d, WorkerAccount *a)
 		m.filename = utf8_or_null(t, d, 12);
 		m.channel = partoo_channel_from_name(SPI_getvalue(t, d, 13));
 		created = SPI_getbinval(t, d, 14, &isnull);
-		partoo_format_date(DatumGetTimestampTz(created) +
-						   ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE)) * USECS_PER_DAY,
-						   date);
+		partoo_format_date(partoo_timestamptz_to_unix_us(DatumGetTimestampTz(created)), date);
 		m.date = date;
 		partoo_path_send(path, sizeof(path));
 		if (partoo_build_send_body(&m, &body) != 0)

@@ -625,6 +625,32 @@ test_utf8(void)
 	unit_check(partoo_utf8_valid("\xe2\x82\xac\xe2\x82", 3), "utf8: length bounds the check");
 }
 
+/* The one sanitiser of text for messages and error texts */
+static void
+test_sanitize(void)
+{
+	char		out[16];
+	size_t		n;
+	size_t		used;
+	const char *s;
+
+	unit_note("sanitising text");
+	s = "a\tb\r\nc\x01\x7f \xc3\xa9 \xff\xc3";
+	used = partoo_sanitize_text(s, strlen(s), out, sizeof(out), true, &n);
+	unit_check_str(out, "a b  c?? \xc3\xa9 ??", "controls, UTF-8 kept, bad bytes");
+	unit_check(used == strlen(s) && n == strlen(out), "all consumed, length reported");
+	used = partoo_sanitize_text(s, strlen(s), out, sizeof(out), false, &n);
+	unit_check_str(out, "a b  c?? ?? ??", "without UTF-8: every non-ASCII byte is '?'");
+	s = "ab\xe2\x82\xac";
+	used = partoo_sanitize_text(s, strlen(s), out, 5, true, &n);
+	unit_check(used == 2 && n == 2 && strcmp(out, "ab") == 0,
+			   "a character that does not fit whole is not cut");
+	used = partoo_sanitize_text(s, strlen(s), out, 6, true, &n);
+	unit_check(used == 5 && n == 5 && strcmp(out, s) == 0, "it fits with room for the NUL");
+	used = partoo_sanitize_text("xyz", 3, out, 1, true, &n);
+	unit_check(used == 0 && n == 0 && out[0] == '\0', "capacity 1: only the NUL");
+}
+
 static void
 test_dates(void)
 {
@@ -649,6 +675,31 @@ test_dates(void)
 	unit_check_str(buf, "+294247-01-10T04:00:54.775807Z", "INT64_MAX");
 	partoo_format_date(INT64_MIN, buf);
 	unit_check_str(buf, "-290308-12-21T19:59:05.224192Z", "INT64_MIN");
+
+	/* the calendar: days and dates round-trip, leap years */
+	{
+		int64_t		d;
+		int			bad = 0;
+
+		for (d = -800000; d <= 800000; d += 7)
+		{
+			int64_t		y;
+			int			m,
+						dd;
+
+			partoo_civil_from_days(d, &y, &m, &dd);
+			if (partoo_days_from_civil(y, m, dd) != d || dd < 1 ||
+				dd > partoo_days_in_month(y, m))
+				bad++;
+		}
+		unit_check(bad == 0, "calendar: 228,572 days round-trip over 4,380 years");
+	}
+	unit_check(partoo_days_from_civil(2000, 3, 1) - partoo_days_from_civil(2000, 2, 28) == 2,
+			   "calendar: 2000 is a leap year");
+	unit_check(partoo_days_from_civil(1900, 3, 1) - partoo_days_from_civil(1900, 2, 28) == 1,
+			   "calendar: 1900 is not");
+	unit_check(partoo_days_in_month(2024, 2) == 29 && partoo_days_in_month(2023, 2) == 28 &&
+			   partoo_days_in_month(2023, 13) == 0, "calendar: days in month");
 }
 
 /* Build a body and compare it with want as text */
@@ -1587,6 +1638,7 @@ main(void)
 	test_matrix();
 	test_warnings();
 	test_utf8();
+	test_sanitize();
 	test_dates();
 	test_json_bodies();
 	test_multipart();
