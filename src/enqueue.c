@@ -207,7 +207,9 @@ partoo_enqueue_trigger(PG_FUNCTION_ARGS)
 	if (nargs < 2 || nargs > 5)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("partoo.enqueue_trigger() takes 2 to 5 arguments, got %d", nargs),
+				 errmsg("wrong number of arguments for partoo.enqueue_trigger()"),
+				 errdetail("Trigger \"%s\" on table \"%s\" gives %d arguments; partoo.enqueue_trigger() takes 2 to 5.",
+						   trigger->tgname, RelationGetRelationName(rel), nargs),
 				 errhint("Arguments: conversation id column, template, and optionally content type, URL column, account.")));
 
 	memset(&in, 0, sizeof(in));

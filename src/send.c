@@ -88,39 +88,39 @@ partoo_report_http_failure(PartooHttpRequest *req, const PartooApiResult *res,
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("request rejected by Partoo API as invalid"),
-					 errdetail("POST %s answered HTTP 400: %s", path, summary)));
+					 errdetail("POST %s answered HTTP 400, saying \"%s\".", path, summary)));
 			break;
 		case 401:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 					 errmsg("authentication with Partoo API failed"),
-					 errdetail("POST %s answered HTTP 401: %s", path, summary),
+					 errdetail("POST %s answered HTTP 401, saying \"%s\".", path, summary),
 					 errhint("Check partoo.api_key, or the api_key of the account in partoo.accounts.")));
 			break;
 		case 403:
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("operation not allowed by Partoo API"),
-					 errdetail("POST %s answered HTTP 403: %s", path, summary),
+					 errdetail("POST %s answered HTTP 403, saying \"%s\".", path, summary),
 					 errhint("The user owning the API key may not act in this conversation.")));
 			break;
 		case 404:
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("conversation or message not found by Partoo API"),
-					 errdetail("POST %s answered HTTP 404: %s", path, summary)));
+					 errdetail("POST %s answered HTTP 404, saying \"%s\".", path, summary)));
 			break;
 		case 415:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("media type not supported by Partoo API"),
-					 errdetail("POST %s answered HTTP 415: %s", path, summary)));
+					 errdetail("POST %s answered HTTP 415, saying \"%s\".", path, summary)));
 			break;
 		case 429:
 			ereport(ERROR,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 					 errmsg("rate limit of Partoo API exceeded"),
-					 errdetail("POST %s answered HTTP 429 with Retry-After: %s. %s",
+					 errdetail("POST %s answered HTTP 429 with Retry-After: %s, saying \"%s\".",
 							   path, req->retry_after[0] ? req->retry_after : "(none)",
 							   summary),
 					 errhint("Partoo allows 300 requests per minute per organisation by default; partoo_enqueue paces requests for you.")));
@@ -133,17 +133,17 @@ partoo_report_http_failure(PartooHttpRequest *req, const PartooApiResult *res,
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("server error from Partoo API"),
-				 errdetail("POST %s answered HTTP %ld: %s", path, status, summary),
+				 errdetail("POST %s answered HTTP %ld, saying \"%s\".", path, status, summary),
 				 errhint("This is usually temporary; partoo_enqueue retries automatically.")));
 	if (status >= 400)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("request rejected by Partoo API"),
-				 errdetail("POST %s answered HTTP %ld: %s", path, status, summary)));
+				 errdetail("POST %s answered HTTP %ld, saying \"%s\".", path, status, summary)));
 	ereport(ERROR,
 			(errcode(ERRCODE_PROTOCOL_VIOLATION),
 			 errmsg("unexpected response from Partoo API"),
-			 errdetail("POST %s answered HTTP %ld: %s", path, status, summary)));
+			 errdetail("POST %s answered HTTP %ld, saying \"%s\".", path, status, summary)));
 }
 
 /*
@@ -258,7 +258,7 @@ partoo_retry(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("message_id must be positive"),
-				 errdetail("Got %lld.", (long long) message_id)));
+				 errdetail("Partoo's message ids are positive; %lld was given.", (long long) message_id)));
 
 	account = partoo_store_account_of(message_id, &found);
 	acct = partoo_store_get_account(account);
