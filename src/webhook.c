@@ -411,6 +411,8 @@ partoo_ingest_webhooks(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Tuplestorestate *tupstore;
 	MemoryContext oldcxt;
+	MemoryContext callcxt;
+	MemoryContext elemcxt;
 	ErrorContextCallback errcb;
 	BatchErrorContext bctx;
 	int			i;
@@ -439,6 +441,19 @@ partoo_ingest_webhooks(PG_FUNCTION_ARGS)
 					 errhint("Pass NULL for a payload that comes without a signature.")));
 	}
 
+	/*
+	 * Everything the call makes (the events, their strings, the
+	 * statements' arrays) lives in a context of its own, deleted before it
+	 * returns: a call of 100,000 payloads must not leave them in the
+	 * caller's context for the rest of its query.  Signatures are checked
+	 * in a context reset for each payload.
+	 */
+	callcxt = AllocSetContextCreate(CurrentMemoryContext, "partoo_ingest_webhooks",
+									ALLOCSET_DEFAULT_SIZES);
+	elemcxt = AllocSetContextCreate(callcxt, "partoo_ingest_webhooks payload",
+									ALLOCSET_SMALL_SIZES);
+	oldcxt = MemoryContextSwitchTo(callcxt);
+
 	/* parse and authenticate everything before touching anything */
 	evs = palloc(sizeof(PartooIngestEvent *) * Max(n, 1));
 	block = palloc0(sizeof(PartooIngestEvent) * Max(n, 1));
@@ -449,6 +464,8 @@ partoo_ingest_webhooks(PG_FUNCTION_ARGS)
 	error_context_stack = &errcb;
 	for (i = 0; i < n; i++)
 	{
+		/* a batch of many signed payloads takes seconds: cancel works */
+		CHECK_FOR_INTERRUPTS();
 		bctx.index = i;
 		if (pnulls[i])
 			ereport(ERROR,
@@ -456,22 +473,25 @@ partoo_ingest_webhooks(PG_FUNCTION_ARGS)
 					 errmsg("webhook payload must not be null")));
 		evs[i] = &block[i];
 		parse_event(pvals[i], evs[i], i > 0 ? evs[i - 1] : NULL);
+		MemoryContextSwitchTo(elemcxt);
 		authenticate(evs[i], (svals != NULL && !snulls[i]) ?
 					 DatumGetTextPP(svals[i]) : NULL);
+		MemoryContextSwitchTo(callcxt);
+		MemoryContextReset(elemcxt);
 	}
 	error_context_stack = errcb.previous;
 
 	if (n > 0)
 		partoo_webhook_ingest(evs, n, PointerGetDatum(payloads));
 
-	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
 	tupdesc = CreateTemplateTupleDesc(1);
 	TupleDescInitEntry(tupdesc, (AttrNumber) 1, "partoo_ingest_webhooks", TEXTOID, -1, 0);
 	tupstore = tuplestore_begin_heap(true, false, work_mem);
 	rsinfo->returnMode = SFRM_Materialize;
 	rsinfo->setResult = tupstore;
 	rsinfo->setDesc = tupdesc;
-	MemoryContextSwitchTo(oldcxt);
+	MemoryContextSwitchTo(callcxt);
 
 	for (i = 0; i < n; i++)
 	{
@@ -480,6 +500,8 @@ partoo_ingest_webhooks(PG_FUNCTION_ARGS)
 
 		tuplestore_putvalues(tupstore, tupdesc, &value, &isnull);
 	}
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(callcxt);
 	return (Datum) 0;
 }
 
