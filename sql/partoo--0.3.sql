@@ -40,6 +40,61 @@ REVOKE ALL ON partoo.accounts FROM PUBLIC;
 COMMENT ON TABLE partoo.accounts IS 'Partoo API credentials; the default account comes from partoo.api_key and partoo.base_url';
 
 /*
+ * Bad account rows are refused by this trigger before the constraints see
+ * them: a CHECK or NOT NULL violation prints the failing row, API key
+ * included.
+ */
+CREATE FUNCTION partoo.accounts_check()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF NEW.name IS NULL OR NEW.name = '' THEN
+		RAISE EXCEPTION 'account name must not be empty'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'The default account has no row: it is account => NULL, made of partoo.api_key and partoo.base_url.',
+				  HINT = 'Give the account a name of 1 to 63 characters.';
+	END IF;
+	IF length(NEW.name) > 63 THEN
+		RAISE EXCEPTION 'account name is too long'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('Account names have at most 63 characters; this one has %s.', length(NEW.name)),
+				  HINT = 'Choose a shorter name.';
+	END IF;
+	IF NEW.api_key IS NULL OR NEW.api_key = '' THEN
+		RAISE EXCEPTION 'API key must not be empty'
+			USING ERRCODE = CASE WHEN NEW.api_key IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
+				  DETAIL = format('Account "%s" has no API key.', NEW.name),
+				  HINT = 'Set api_key to the key Partoo issued for the organisation.';
+	END IF;
+	IF NEW.base_url !~* '^https?://[^[:space:]]+$' THEN
+		RAISE EXCEPTION 'invalid base URL'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = format('The base URL of account "%s" must start with http:// or https:// and name a host, without spaces.', NEW.name),
+				  HINT = 'Leave base_url NULL to use partoo.base_url.';
+	END IF;
+	IF NEW.requests_per_minute IS NULL OR NEW.requests_per_minute < 0 THEN
+		RAISE EXCEPTION 'invalid requests_per_minute'
+			USING ERRCODE = CASE WHEN NEW.requests_per_minute IS NULL THEN 'null_value_not_allowed' ELSE 'invalid_parameter_value' END,
+				  DETAIL = format('The rate limit of account "%s" must be a number of requests per minute, or 0 for none.', NEW.name),
+				  HINT = 'Partoo allows 300 requests per minute per organisation by default.';
+	END IF;
+	IF NEW.created_at IS NULL THEN
+		RAISE EXCEPTION 'created_at must not be null'
+			USING ERRCODE = 'null_value_not_allowed',
+				  HINT = 'Leave it out: it defaults to now().';
+	END IF;
+	RETURN NEW;
+END $$;
+REVOKE ALL ON FUNCTION partoo.accounts_check() FROM PUBLIC;
+COMMENT ON FUNCTION partoo.accounts_check()
+	IS 'BEFORE INSERT OR UPDATE row trigger on partoo.accounts: refuses bad rows with a clear error that never shows the key';
+CREATE TRIGGER accounts_check
+	BEFORE INSERT OR UPDATE ON partoo.accounts
+	FOR EACH ROW EXECUTE FUNCTION partoo.accounts_check();
+
+/*
  * The states of partoo.messages, checked by a C function: PostgreSQL plans
  * a CHECK constraint at the start of every statement that writes the
  * table, and a function call is cheaper to plan than a list of strings.
@@ -103,18 +158,22 @@ COMMENT ON TABLE partoo.messages IS 'one row per message sent, queued or reporte
  * The queue the background worker drains.  run_at doubles as the lease: a
  * claimed row gets run_at = now() + partoo.lease, so a row whose worker died
  * becomes due again by itself and one index serves both.  Rows leave the
- * table when their message reaches a final outcome.
+ * table when their message reaches a final outcome.  The action 'record'
+ * holds the Partoo id of a message Partoo accepted whose outcome the
+ * worker could not record yet: it is recorded later, never sent again.
  */
 CREATE TABLE partoo.outbox (
 	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	message_id bigint NOT NULL,
 	action text NOT NULL DEFAULT 'send'
-		CONSTRAINT outbox_action_check CHECK (action IN ('send', 'retry')),
+		CONSTRAINT outbox_action_check CHECK (action IN ('send', 'retry', 'record')),
 	account text NOT NULL DEFAULT '',
 	run_at timestamptz NOT NULL DEFAULT now(),
 	attempts integer NOT NULL DEFAULT 0,
 	leased_at timestamptz,
-	created_at timestamptz NOT NULL DEFAULT now()
+	created_at timestamptz NOT NULL DEFAULT now(),
+	partoo_id bigint,
+	CONSTRAINT outbox_record_check CHECK ((action = 'record') = (partoo_id IS NOT NULL))
 ) WITH (autovacuum_vacuum_scale_factor = 0.02,
 		autovacuum_vacuum_threshold = 1000,
 		autovacuum_vacuum_insert_scale_factor = 0.02,
@@ -123,6 +182,8 @@ CREATE INDEX outbox_account_run_at_idx ON partoo.outbox (account, run_at);
 CREATE INDEX outbox_message_id_idx ON partoo.outbox (message_id);
 REVOKE ALL ON partoo.outbox FROM PUBLIC;
 COMMENT ON TABLE partoo.outbox IS 'messages waiting for the partoo worker; account '''' is the default account';
+COMMENT ON COLUMN partoo.outbox.partoo_id
+	IS 'for action ''record'': the Partoo message_id of a message Partoo accepted, to be recorded';
 
 /*
  * Every webhook event accepted, append-only: only a pending event's
@@ -272,8 +333,7 @@ CREATE FUNCTION partoo.worker_status(
 	OUT database text, OUT pid integer, OUT in_flight integer,
 	OUT sent bigint, OUT retried bigint, OUT failed bigint, OUT rejected bigint,
 	OUT dead bigint, OUT rate_limited bigint, OUT started_at timestamptz,
-	OUT last_error text, OUT last_error_at timestamptz, OUT paused_accounts text,
-	OUT loops bigint)
+	OUT last_error text, OUT last_error_at timestamptz, OUT paused_accounts text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'partoo_worker_status'
 LANGUAGE C VOLATILE PARALLEL SAFE;

@@ -42,8 +42,9 @@ PG_FUNCTION_INFO_V1(partoo_enqueue_trigger);
 static void
 check_account(const char *name)
 {
-	static char last_name[NAMEDATALEN * 2];
+	static char *last_name = NULL;	/* in TopMemoryContext; any length */
 	static LocalTransactionId last_lxid = InvalidLocalTransactionId;
+	char	   *copy;
 
 	if (name == NULL)
 	{
@@ -51,10 +52,14 @@ check_account(const char *name)
 		(void) partoo_store_get_account(NULL);
 		return;
 	}
-	if (last_lxid == PartooMyLocalTransactionId() && strcmp(last_name, name) == 0)
+	if (last_lxid == PartooMyLocalTransactionId() && last_name != NULL &&
+		strcmp(last_name, name) == 0)
 		return;
 	(void) partoo_store_get_account(name);
-	strlcpy(last_name, name, sizeof(last_name));
+	copy = MemoryContextStrdup(TopMemoryContext, name);
+	if (last_name != NULL)
+		pfree(last_name);
+	last_name = copy;
 	last_lxid = PartooMyLocalTransactionId();
 }
 

@@ -30,6 +30,16 @@
  * this file ereports between acquiring a libcurl resource and attaching it
  * to its request.
  *
+ * Timeouts are ours, not libcurl's, and run on the time this process
+ * spends in partoo_http_wait() (attended_us), not on the wall clock.  NB:
+ * libcurl checks a transfer's total timeout before it reads the socket,
+ * so a process that comes back after being busy elsewhere for longer than
+ * the timeout (the worker in a slow transaction) would find requests that
+ * got their answer meanwhile timed out, and the worker would send them
+ * again.  Here the answers that arrived are read first, and the time the
+ * process was away does not count: a request times out only after
+ * partoo.timeout of waiting for it.
+ *
  * src/http.c
  *
  *-------------------------------------------------------------------------
@@ -53,7 +63,11 @@ static WaitEventSet *wait_set = NULL;
 static int64 curl_deadline_us = -1;	/* when libcurl wants its timer run */
 static PartooHttpRequest *done_head = NULL;
 static PartooHttpRequest *done_tail = NULL;
-static int	in_flight = 0;
+
+/* Requests attached to libcurl, and the clock of their deadlines */
+static PartooHttpRequest *running = NULL;
+static int64 attended_us = 0;	/* time spent in partoo_http_wait() */
+static int64 next_deadline_us = -1; /* earliest deadline there, or -1 */
 
 /*
  * Idle easy handles.  A handle's fixed options depend on partoo.ca_file;
@@ -375,6 +389,33 @@ unlink_done(PartooHttpRequest *req)
 	}
 }
 
+static void
+link_running(PartooHttpRequest *req)
+{
+	int64		first;
+
+	req->run_prev = NULL;
+	req->run_next = running;
+	if (running != NULL)
+		running->run_prev = req;
+	running = req;
+	first = Min(req->deadline_us, req->connect_deadline_us);
+	if (next_deadline_us < 0 || first < next_deadline_us)
+		next_deadline_us = first;
+}
+
+static void
+unlink_running(PartooHttpRequest *req)
+{
+	if (req->run_prev != NULL)
+		req->run_prev->run_next = req->run_next;
+	else if (running == req)
+		running = req->run_next;
+	if (req->run_next != NULL)
+		req->run_next->run_prev = req->run_prev;
+	req->run_prev = req->run_next = NULL;
+}
+
 /* Detach a request from libcurl, if attached.  Safe to call twice. */
 void
 partoo_http_abort(PartooHttpRequest *req)
@@ -387,7 +428,7 @@ partoo_http_abort(PartooHttpRequest *req)
 		curl_multi_remove_handle(multi, (CURL *) req->easy);
 		curl_easy_cleanup((CURL *) req->easy);
 		req->easy = NULL;
-		in_flight--;
+		unlink_running(req);
 	}
 	if (req->headers != NULL)
 	{
@@ -459,7 +500,10 @@ partoo_http_start(PartooHttpRequest *req, int timeout_ms, int connect_timeout_ms
 	req->retry_after[0] = '\0';
 	req->resp_len = 0;
 	req->too_large = req->timed_out = req->connect_failed = false;
-	req->started_us = partoo_monotonic_us();
+	req->timeout_ms = timeout_ms;
+	req->connect_timeout_ms = connect_timeout_ms;
+	req->deadline_us = attended_us + (int64) timeout_ms * 1000;
+	req->connect_deadline_us = attended_us + (int64) connect_timeout_ms * 1000;
 
 	easy = get_easy(&req->easy_generation);
 	if (easy == NULL)
@@ -489,21 +533,22 @@ partoo_http_start(PartooHttpRequest *req, int timeout_ms, int connect_timeout_ms
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body.data ? req->body.data : "");
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body.len);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long) timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long) connect_timeout_ms);
+	/* our own deadlines (see the banner); libcurl keeps its defaults */
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 0L);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 0L);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
 
-	in_flight++;
 	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
 	{
 		/* undo, leaving the request detached but alive */
 		curl_easy_cleanup(easy);
 		req->easy = NULL;
-		in_flight--;
 		fail_early(req, CURLE_FAILED_INIT);
+		return;
 	}
+	link_running(req);
 	return;
 
 oom:
@@ -549,12 +594,11 @@ collect_done(void)
 		}
 		if (code != CURLE_OK && req->errbuf[0] == '\0')
 			strlcpy(req->errbuf, curl_easy_strerror(code), sizeof(req->errbuf));
-		req->elapsed_us = partoo_monotonic_us() - req->started_us;
 
 		curl_multi_remove_handle(multi, easy);
 		release_easy(easy, req->easy_generation);
 		req->easy = NULL;
-		in_flight--;
+		unlink_running(req);
 		if (req->headers != NULL)
 		{
 			curl_slist_free_all((struct curl_slist *) req->headers);
@@ -565,9 +609,67 @@ collect_done(void)
 }
 
 /*
+ * End the running requests whose deadline has passed on the attended
+ * clock: still connecting (no byte of the request sent) after the connect
+ * timeout, or unfinished after the total timeout.  They go to the done
+ * list as timed out.  Called after the sockets were read, so an answer
+ * that is there is never taken for a timeout.
+ */
+static void
+expire_overdue(void)
+{
+	PartooHttpRequest *req;
+	PartooHttpRequest *next;
+	int64		earliest = -1;
+
+	if (next_deadline_us < 0 || attended_us < next_deadline_us)
+		return;
+	for (req = running; req != NULL; req = next)
+	{
+		CURL	   *easy = (CURL *) req->easy;
+		long		sent = 0;
+		bool		connecting;
+		int64		due;
+
+		next = req->run_next;
+		curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &sent);
+		connecting = (sent == 0);
+		due = connecting ? Min(req->connect_deadline_us, req->deadline_us) : req->deadline_us;
+		if (attended_us < due)
+		{
+			if (earliest < 0 || due < earliest)
+				earliest = due;
+			continue;
+		}
+
+		curl_multi_remove_handle(multi, easy);
+		curl_easy_cleanup(easy);	/* mid-transfer: not back to the pool */
+		req->easy = NULL;
+		unlink_running(req);
+		if (req->headers != NULL)
+		{
+			curl_slist_free_all((struct curl_slist *) req->headers);
+			req->headers = NULL;
+		}
+		req->status = 0;
+		req->curl_code = CURLE_OPERATION_TIMEDOUT;
+		req->timed_out = true;
+		req->connect_failed = connecting;
+		if (connecting && attended_us >= req->connect_deadline_us)
+			snprintf(req->errbuf, sizeof(req->errbuf),
+					 "Connection timed out after %d milliseconds", req->connect_timeout_ms);
+		else
+			snprintf(req->errbuf, sizeof(req->errbuf),
+					 "Operation timed out after %d milliseconds", req->timeout_ms);
+		push_done(req);
+	}
+	next_deadline_us = earliest;
+}
+
+/*
  * Wait until the latch is set, a socket libcurl watches is ready, libcurl's
- * timer fires, or timeout_ms passes (-1: no limit of our own), then let
- * libcurl make progress.  Returns PARTOO_WAKE_* flags.  The caller resets
+ * timer fires, a request's deadline passes, or timeout_ms passes (-1: no
+ * limit of our own), then let libcurl make progress.  Returns PARTOO_WAKE_* flags.  The caller resets
  * the latch and checks for interrupts.  Exits the process if the
  * postmaster died.
  */
@@ -578,14 +680,24 @@ partoo_http_wait(long timeout_ms)
 	int			n;
 	int			i;
 	int			result = 0;
-	int			running;
+	int			still_running;
 	long		wait_ms = timeout_ms;
+	int64		entered_us;
 
 	ensure_agent();
+	entered_us = partoo_monotonic_us();
 
 	if (curl_deadline_us >= 0)
 	{
-		int64		left = curl_deadline_us - partoo_monotonic_us();
+		int64		left = curl_deadline_us - entered_us;
+		long		left_ms = left <= 0 ? 0 : (long) ((left + 999) / 1000);
+
+		if (wait_ms < 0 || left_ms < wait_ms)
+			wait_ms = left_ms;
+	}
+	if (next_deadline_us >= 0)
+	{
+		int64		left = next_deadline_us - attended_us;
 		long		left_ms = left <= 0 ? 0 : (long) ((left + 999) / 1000);
 
 		if (wait_ms < 0 || left_ms < wait_ms)
@@ -632,17 +744,19 @@ partoo_http_wait(long timeout_ms)
 				flags |= CURL_CSELECT_OUT;
 			if (ready[i].events & (EPOLLERR | EPOLLHUP))
 				flags |= CURL_CSELECT_ERR;
-			curl_multi_socket_action(multi, ready[i].data.fd, flags, &running);
+			curl_multi_socket_action(multi, ready[i].data.fd, flags, &still_running);
 		}
 	}
 
 	if (curl_deadline_us >= 0 && partoo_monotonic_us() >= curl_deadline_us)
 	{
 		curl_deadline_us = -1;
-		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &still_running);
 	}
 
 	collect_done();
+	attended_us += partoo_monotonic_us() - entered_us;
+	expire_overdue();
 	return result;
 }
 
@@ -660,12 +774,6 @@ partoo_http_next_done(void)
 		req->next = NULL;
 	}
 	return req;
-}
-
-int
-partoo_http_in_flight(void)
-{
-	return in_flight;
 }
 
 /*

@@ -43,7 +43,6 @@ int			partoo_retry_max_ms = 3600 * 1000;
 int			partoo_lease_s = 120;
 int			partoo_requests_per_minute = 300;
 int			partoo_shutdown_timeout_ms = 5000;
-bool		partoo_loaded_at_startup = false;
 
 /*
  * A base URL must be http or https with a host.  Anything else (file://,
@@ -86,8 +85,6 @@ void
 _PG_init(void)
 {
 	CURLcode	rc;
-
-	partoo_loaded_at_startup = process_shared_preload_libraries_in_progress;
 
 	/*
 	 * NB: curl_global_init is not thread-safe and must run before any other

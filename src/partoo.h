@@ -75,7 +75,6 @@ extern int	partoo_retry_max_ms;
 extern int	partoo_lease_s;
 extern int	partoo_requests_per_minute;
 extern int	partoo_shutdown_timeout_ms;
-extern bool partoo_loaded_at_startup;
 
 extern bool partoo_valid_base_url(const char *url);
 
@@ -107,14 +106,18 @@ typedef struct PartooHttpRequest
 	size_t		resp_len;
 	size_t		resp_cap;
 	char		retry_after[64];	/* raw Retry-After header value */
-	int64		started_us;		/* monotonic clock at start */
-	int64		elapsed_us;
 
 	/* private to http.c */
 	void	   *easy;
 	uint32		easy_generation;	/* of the handle's fixed options */
 	void	   *headers;
-	struct PartooHttpRequest *next;
+	int			timeout_ms;
+	int			connect_timeout_ms;
+	int64		deadline_us;	/* on http.c's attended clock */
+	int64		connect_deadline_us;
+	struct PartooHttpRequest *next; /* in the done list */
+	struct PartooHttpRequest *run_prev; /* in the running list */
+	struct PartooHttpRequest *run_next;
 } PartooHttpRequest;
 
 /* wake-up reasons returned by partoo_http_wait() */
@@ -132,7 +135,6 @@ extern void partoo_http_start(PartooHttpRequest *req, int timeout_ms,
 extern void partoo_http_abort(PartooHttpRequest *req);
 extern int	partoo_http_wait(long timeout_ms);
 extern PartooHttpRequest *partoo_http_next_done(void);
-extern int	partoo_http_in_flight(void);
 extern void partoo_http_perform(PartooHttpRequest *req);
 extern int64 partoo_monotonic_us(void);
 
@@ -224,18 +226,39 @@ extern void partoo_outbox_load_accounts(void (*cb) (const char *name,
 												   const char *base_url,
 												   int rpm, void *arg),
 										void *arg);
+extern bool partoo_outbox_has_record(void);
 extern uint64 partoo_outbox_claim(int limit, Datum *accounts, Datum *quotas,
-								  int naccounts, int lease_s);
+								  int naccounts, int lease_s,
+								  Datum *held, int nheld);
+extern uint64 partoo_outbox_claim_candidates(int limit, Datum *accounts,
+											 Datum *quotas, int naccounts,
+											 Datum *held, int nheld);
+extern uint64 partoo_outbox_claim_id(int64 id, int lease_s);
+extern bool partoo_outbox_claim_failed(int64 id, const char *reason);
+extern void partoo_outbox_put_aside(int64 id, int64 delay_ms);
+extern bool partoo_outbox_keep_accepted(int64 id, int64 partoo_id,
+										int64 delay_ms, int attempts);
 extern int64 partoo_outbox_next_due_ms(Datum *accounts, int naccounts);
-extern void partoo_outbox_record(int n, Datum *oid, Datum *mid, Datum *state,
+extern int	partoo_outbox_record(int n, Datum *oid, Datum *mid, Datum *state,
 								 Datum *final, Datum *delay_ms,
 								 Datum *attempts, Datum *counted,
 								 Datum *pid, bool *pid_null,
 								 Datum *http, bool *http_null,
 								 Datum *err, bool *err_null,
-								 Datum *is_retry);
+								 Datum *is_retry, bool *recorded);
 
 /* in worker.c */
+
+/*
+ * partoo's advisory locks take the two-key form with this first key (the
+ * class id, "paro"), never one of the bigint keys an application may use
+ * with pg_advisory_lock(bigint).  Second keys: PARTOO_LOCK_WORKER, the
+ * worker's lock on its database; webhook_apply.c's buckets use a field4
+ * of their own.
+ */
+#define PARTOO_LOCK_CLASS_ID	1885434479	/* 0x7061726f */
+#define PARTOO_LOCK_WORKER		1
+
 extern void partoo_worker_register(void);
 PGDLLEXPORT extern void partoo_worker_main(Datum main_arg);
 
@@ -256,8 +279,8 @@ typedef struct PartooWorkerSlot
 	int64		rejected;
 	int64		dead;
 	int64		rate_limited;
-	int64		loops;
 	uint32		accounts_generation;	/* bumped when partoo.accounts changes */
+	uint64		owed_pending;	/* webhook buckets the worker owes a pass */
 	TimestampTz started_at;
 	TimestampTz last_error_at;
 	char		last_error[256];
@@ -275,6 +298,8 @@ extern void partoo_shmem_init(int nslots);
 extern PartooWorkerSlot *partoo_slot(int i);
 extern void partoo_wake_worker_now(void);
 extern void partoo_wake_at_commit(void);
+extern bool partoo_owe_pending_at_commit(uint64 mask);
+extern uint64 partoo_take_owed_pending(PartooWorkerSlot *slot);
 
 /* in webhook.c */
 extern char *partoo_webhook_public_key;
@@ -340,6 +365,7 @@ typedef struct PartooIngestEvent
 
 extern void partoo_webhook_ingest(PartooIngestEvent **evs, int n, Datum payloads);
 extern void partoo_webhook_apply_recorded(int64 *pids, int n);
+extern uint64 partoo_webhook_apply_owed(uint64 mask);
 extern bool partoo_webhook_applying(void);
 extern int	partoo_webhook_run_plan(struct _SPI_plan *plan, Datum *args,
 									const char *nulls);

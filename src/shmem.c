@@ -7,12 +7,15 @@
  * Each database named in partoo.database gets a slot, fixed at postmaster
  * start.  The worker owns its slot's counters and publishes its latch; any
  * backend may read the slot and set the latch.  A spinlock guards each
- * slot; nothing that can ereport runs while it is held.
+ * slot, its counters included; nothing that can ereport runs while it is
+ * held.
  *
  * Wake-up at commit: partoo_wake_at_commit() only raises a flag; the
  * transaction callback sets the worker's latch when (and only when) the
  * transaction commits, so a rolled-back enqueue never wakes anybody and a
- * committed one is seen by the worker's next claim.
+ * committed one is seen by the worker's next claim.  Buckets of pending
+ * webhook events a recording transaction could not apply at once
+ * (webhook_apply.c) are handed to the worker the same way, at commit.
  *
  * src/shmem.c
  *
@@ -42,6 +45,7 @@ static PartooShared *shared = NULL;
 static int	partoo_nslots = 0;
 static bool wake_pending = false;
 static bool accounts_changed_pending = false;
+static uint64 owed_pending = 0;	/* webhook buckets owed at commit */
 static bool xact_callback_registered = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -158,10 +162,22 @@ xact_callback(XactEvent event, void *arg)
 					SpinLockRelease(&slot->mutex);
 				}
 			}
+			if (owed_pending != 0)
+			{
+				PartooWorkerSlot *slot = slot_for_database(MyDatabaseId);
+
+				if (slot != NULL)
+				{
+					SpinLockAcquire(&slot->mutex);
+					slot->owed_pending |= owed_pending;
+					SpinLockRelease(&slot->mutex);
+				}
+			}
 			if (wake_pending)
 				partoo_wake_worker_now();
 			wake_pending = false;
 			accounts_changed_pending = false;
+			owed_pending = 0;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -169,6 +185,7 @@ xact_callback(XactEvent event, void *arg)
 			/* NB: COMMIT PREPARED elsewhere wakes nobody; see README */
 			wake_pending = false;
 			accounts_changed_pending = false;
+			owed_pending = 0;
 			break;
 		default:
 			break;
@@ -185,6 +202,36 @@ partoo_wake_at_commit(void)
 		xact_callback_registered = true;
 	}
 	wake_pending = true;
+}
+
+/*
+ * Hand the webhook buckets of mask to this database's worker when the
+ * current transaction commits (see webhook_apply.c).  Returns false when
+ * no worker serves this database: the caller must do the work itself.
+ * NB: in a transaction that rolls back, nothing was recorded, so nothing
+ * is owed.
+ */
+bool
+partoo_owe_pending_at_commit(uint64 mask)
+{
+	if (slot_for_database(MyDatabaseId) == NULL)
+		return false;
+	partoo_wake_at_commit();
+	owed_pending |= mask;
+	return true;
+}
+
+/* The worker's side: take (and clear) the buckets owed to it */
+uint64
+partoo_take_owed_pending(PartooWorkerSlot *slot)
+{
+	uint64		mask;
+
+	SpinLockAcquire(&slot->mutex);
+	mask = slot->owed_pending;
+	slot->owed_pending = 0;
+	SpinLockRelease(&slot->mutex);
+	return mask;
 }
 
 /*
@@ -243,7 +290,9 @@ partoo_worker_status(PG_FUNCTION_ARGS)
 		copy.paused[sizeof(copy.paused) - 1] = '\0';
 		values[12] = CStringGetTextDatum(copy.paused);
 		nulls[12] = (copy.paused[0] == '\0');
-		values[13] = Int64GetDatum(copy.loops);
+		/* a 0.1 or 0.2 schema still declares loops (gone in 0.3): null */
+		values[13] = (Datum) 0;
+		nulls[13] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

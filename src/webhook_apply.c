@@ -29,14 +29,28 @@
  * look for the message while the transaction recording it is still open,
  * and the recording side cannot see the ingest's uncommitted pending
  * event.  So they meet on advisory locks on PARTOO_WEBHOOK_BUCKETS
- * buckets of Partoo ids: the recording side takes the buckets of the ids it recorded in share mode (waiting) before it looks
- * for pending events; an ingest takes the buckets of the ids it did not
- * find in exclusive mode before it looks again and keeps the event
- * pending.  Whichever comes second sees the other's committed work.  The
- * ingest never queues for these locks (it polls, then fails with 55P03),
- * so a recording transaction never waits behind a waiting ingest; and it
- * takes them only after its row locks, and then reads rows NOWAIT, so a
- * deadlock between the two never makes the recording side the victim.
+ * buckets of Partoo ids: the recording side takes the buckets of the ids
+ * it recorded in share mode before it looks for pending events; an
+ * ingest takes the buckets of the ids it did not find in exclusive mode
+ * before it looks again and keeps the event pending.  Whichever comes
+ * second sees the other's committed work.  The ingest never queues for
+ * these locks (it polls, then fails with 55P03), so a recording
+ * transaction never waits behind a waiting ingest; and it takes them only
+ * after its row locks, and then reads rows NOWAIT, so a deadlock between
+ * the two never makes the recording side the victim.
+ *
+ * The recording side never waits for a bucket either, when a worker
+ * serves the database: an ingest may hold one for as long as its
+ * transaction stays open, and the worker must go on sending and
+ * recording meanwhile.  A bucket it cannot have at once is owed: the
+ * recording commits without applying those ids' events, and at commit
+ * the bucket is added to the worker's owed mask (shmem.c); the worker
+ * then applies the pending events of recorded messages in those buckets
+ * (partoo_webhook_apply_owed) once it can take them, that is, once the
+ * ingest has committed (its event is then visible) or rolled back.  A
+ * worker starts owing every bucket, so a crash between the two loses
+ * nothing.  Without a worker (not preloaded), the recording side waits
+ * for the bucket as it always did.
  *
  * Under REPEATABLE READ or SERIALIZABLE, these statements read the latest
  * committed state (as foreign-key checks do), so that the handshake holds
@@ -67,7 +81,7 @@
  * they never collide with an application's pg_advisory_lock calls.
  */
 #define PARTOO_WEBHOOK_BUCKETS	64
-#define PARTOO_LOCK_KEY			0x7061726fU /* "paro" */
+#define PARTOO_LOCK_KEY			((uint32) PARTOO_LOCK_CLASS_ID)
 #define PARTOO_LOCK_CLASS		0x5057	/* "PW" */
 /* How long an ingest polls for a bucket before giving up */
 #define PARTOO_BUCKET_WAIT_MS	5000
@@ -182,10 +196,14 @@ bucket_tag(LOCKTAG *tag, int bucket)
 						 PARTOO_LOCK_CLASS);
 }
 
-/* Trigger side: share-lock the buckets of recorded ids, waiting if need be */
-static void
-lock_buckets_shared(uint64 mask)
+/*
+ * Recording side: share-lock the buckets of mask.  With dont_wait, only
+ * those free now; returns the buckets not taken (0 when waiting).
+ */
+static uint64
+lock_buckets_shared(uint64 mask, bool dont_wait)
 {
+	uint64		busy = 0;
 	int			b;
 
 	for (b = 0; b < PARTOO_WEBHOOK_BUCKETS; b++)
@@ -195,8 +213,10 @@ lock_buckets_shared(uint64 mask)
 		if ((mask & (UINT64CONST(1) << b)) == 0)
 			continue;
 		bucket_tag(&tag, b);
-		(void) LockAcquire(&tag, ShareLock, false, false);
+		if (LockAcquire(&tag, ShareLock, false, dont_wait) == LOCKACQUIRE_NOT_AVAIL)
+			busy |= UINT64CONST(1) << b;
 	}
+	return busy;
 }
 
 /*
@@ -932,15 +952,108 @@ partoo_webhook_apply_recorded(int64 *pids, int n)
 {
 	PendingIds	pending;
 	uint64		mask = 0;
+	uint64		busy;
 	int			i;
 
 	for (i = 0; i < n; i++)
 		mask |= UINT64CONST(1) << bucket_of(pids[i]);
-	lock_buckets_shared(mask);
+	busy = lock_buckets_shared(mask, true);
+	if (busy != 0 && !partoo_owe_pending_at_commit(busy))
+		busy = lock_buckets_shared(busy, false);	/* no worker: wait */
 
 	pending.pids = pids;
 	pending.n = n;
+	if (busy != 0)
+	{
+		/* the owed ones are left to the worker */
+		int64	   *now = palloc(sizeof(int64) * Max(n, 1));
+		int			k = 0;
+
+		for (i = 0; i < n; i++)
+			if ((busy & (UINT64CONST(1) << bucket_of(pids[i]))) == 0)
+				now[k++] = pids[i];
+		pending.pids = now;
+		pending.n = k;
+		if (k == 0)
+			return;
+	}
 	run_applying(apply_pending_steps, &pending);
+}
+
+/*
+ * Worker side of owed buckets (see the banner): apply the pending events
+ * of recorded Partoo messages whose bucket is in mask and free now.
+ * Returns the buckets still owed: taken by an ingest, or not reached
+ * because more events wait than one pass reads.  In the worker's
+ * transaction; can ereport.
+ */
+#define OWED_PASS_LIMIT 10000
+
+uint64
+partoo_webhook_apply_owed(uint64 mask)
+{
+	static SPIPlanPtr plan_any = NULL;
+	static SPIPlanPtr plan = NULL;
+	PartooStoreContext sc;
+	MemoryContext cxt = CurrentMemoryContext;
+	uint64		busy;
+	uint64		taken;
+	uint64		still = 0;
+	int64	   *pids = NULL;
+	int			npids = 0;
+	uint64		r;
+	bool		isnull;
+	int			rc;
+
+	if (mask == 0)
+		return 0;
+	busy = lock_buckets_shared(mask, true);
+	taken = mask & ~busy;
+	if (taken == 0)
+		return busy;
+
+	webhook_store_begin(&sc);
+	partoo_plan_once(&plan_any,
+					 "SELECT EXISTS (SELECT 1 FROM partoo.events WHERE outcome = 'pending')",
+					 0, NULL, PARTOO_WEBHOOK_PLAN);
+	rc = partoo_webhook_run_plan(plan_any, NULL, NULL);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read partoo.events: %s", SPI_result_code_string(rc));
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+	{
+		partoo_plan_once(&plan,
+						 "SELECT DISTINCT e.partoo_id FROM partoo.events e"
+						 "  JOIN partoo.messages m ON m.partoo_id = e.partoo_id"
+						 " WHERE e.outcome = 'pending'"
+						 " ORDER BY e.partoo_id LIMIT " CppAsString2(OWED_PASS_LIMIT),
+						 0, NULL, PARTOO_WEBHOOK_PLAN);
+		rc = partoo_webhook_run_plan(plan, NULL, NULL);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "could not read partoo.events: %s", SPI_result_code_string(rc));
+		if (SPI_processed >= OWED_PASS_LIMIT)
+			still = taken;		/* come back for the rest */
+		/* NB: out of SPI's memory, which partoo_store_end frees */
+		pids = MemoryContextAlloc(cxt, sizeof(int64) * Max(SPI_processed, 1));
+		for (r = 0; r < SPI_processed; r++)
+		{
+			int64		pid = partoo_spi_int64(SPI_tuptable->vals[r],
+											   SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (taken & (UINT64CONST(1) << bucket_of(pid)))
+				pids[npids++] = pid;
+		}
+	}
+	partoo_store_end(&sc);
+
+	if (npids > 0)
+	{
+		PendingIds	pending;
+
+		pending.pids = pids;
+		pending.n = npids;
+		run_applying(apply_pending_steps, &pending);
+	}
+	return busy | still;
 }
 
 /* Is this backend writing partoo.messages for a webhook right now? */

@@ -27,7 +27,9 @@ typedef enum PartooJobCount
 
 typedef struct WorkerAccount
 {
-	char		name[NAMEDATALEN];	/* hash key; "" is the default account */
+	char	   *name;			/* hash key, malloc'd; "" is the default
+								 * account.  Any length: the names of
+								 * partoo.accounts as they are. */
 	char	   *api_key;		/* malloc'd */
 	char	   *base_url;		/* malloc'd */
 	int			rpm;
@@ -43,10 +45,15 @@ typedef struct Job
 	int64		message_id;
 	bool		is_retry;
 	int			attempts;		/* outbox attempts before this one */
-	char		account[NAMEDATALEN];
+	char	   *account;		/* malloc'd, freed with the job */
 	PartooHttpRequest *req;
 	int			inflight_index;
 	int64		done_ms;
+	int64		record_at_ms;	/* not recorded before (a row held by
+								 * another session, or a failed recording) */
+	int			record_tries;	/* recordings deferred or failed so far */
+	bool		recorded;		/* in the current transaction: freed once
+								 * it commits, recorded again if not */
 	/* outcome */
 	const char *state;
 	bool		final;
@@ -65,6 +72,7 @@ extern void partoo_job_outcome(Job *job, const char *state, bool final,
 							   int64 delay_ms, int new_attempts, int counted,
 							   long http, const char *fmt,...) pg_attribute_printf(8, 9);
 extern void partoo_job_classify(Job *job, PartooRateLimiter *rl);
-extern void partoo_job_record(Job **jobs, int n);
+extern int	partoo_job_record(Job **jobs, int n, bool *recorded);
+extern bool partoo_job_accepted(const Job *job);
 
 #endif							/* PARTOO_WORKER_H */

@@ -147,11 +147,23 @@ partoo_job_classify(Job *job, PartooRateLimiter *rl)
 }
 
 /*
- * Write the outcomes of jobs[0..n) in one statement.  Strings are made
- * safe for the database encoding first.
+ * Did Partoo accept the job's request?  Then its outcome must be
+ * recorded as it is, whatever happens: the message is sent, and sending
+ * it again would be a duplicate.
  */
-void
-partoo_job_record(Job **jobs, int n)
+bool
+partoo_job_accepted(const Job *job)
+{
+	return strcmp(job->state, "sent") == 0;
+}
+
+/*
+ * Write the outcomes of jobs[0..n) in one statement.  Strings are made
+ * safe for the database encoding first.  recorded[i] tells which were
+ * written (see partoo_outbox_record); returns how many.
+ */
+int
+partoo_job_record(Job **jobs, int n, bool *recorded)
 {
 	Datum	   *oid = palloc(sizeof(Datum) * n);
 	Datum	   *mid = palloc(sizeof(Datum) * n);
@@ -188,9 +200,9 @@ partoo_job_record(Job **jobs, int n)
 		err_null[i] = (j->err[0] == '\0');
 		is_retry[i] = BoolGetDatum(j->is_retry);
 	}
-	partoo_outbox_record(n, oid, mid, state, final, delay, attempts, counted,
-						 pid, pid_null, http, http_null, err, err_null,
-						 is_retry);
+	return partoo_outbox_record(n, oid, mid, state, final, delay, attempts,
+								counted, pid, pid_null, http, http_null, err,
+								err_null, is_retry, recorded);
 }
 
 /* text in the server encoding as UTF-8, or NULL */
@@ -216,18 +228,38 @@ partoo_job_fill(Job *job, HeapTuple t, TupleDesc d, WorkerAccount *a)
 	char	   *action;
 	PartooBody	body;
 	char		path[64];
+	Datum		record_pid;
 
 	job->outbox_id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
 	job->message_id = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
 	action = SPI_getvalue(t, d, 3);
 	job->is_retry = (strcmp(action, "retry") == 0);
-	strlcpy(job->account, SPI_getvalue(t, d, 4), sizeof(job->account));
+	job->account = strdup(SPI_getvalue(t, d, 4));
+	if (job->account == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
 	job->attempts = DatumGetInt32(SPI_getbinval(t, d, 5, &isnull));
 
 	if (!DatumGetBool(SPI_getbinval(t, d, 6, &isnull)))
 	{
 		partoo_job_outcome(job, "dead", true, 0, job->attempts, 0, 0,
 					"message row no longer exists");
+		return;
+	}
+
+	/*
+	 * A message Partoo accepted, whose outcome could not be recorded then
+	 * (partoo_outbox_keep_accepted): record it now, send nothing.
+	 */
+	record_pid = SPI_getbinval(t, d, 16, &isnull);
+	if (strcmp(action, "record") == 0 && !isnull)
+	{
+		partoo_job_outcome(job, "sent", true, 0, 0, 1, 200, NULL);
+		job->has_pid = true;
+		job->pid = DatumGetInt64(record_pid);
+		job->record_tries = job->attempts;	/* recordings tried so far */
+		job->count = JOB_COUNT_NONE;	/* counted when it was sent */
 		return;
 	}
 

@@ -151,5 +151,36 @@ SELECT string_agg(line, E'\n' ORDER BY line) FROM (
 my ($fresh_shape, $upgraded_shape) = map { $node->safe_psql($_, $shape) } ('fresh', 'postgres');
 is($upgraded_shape, $fresh_shape, 'and every column, constraint, index, trigger, function, view, comment and grant');
 
+# 0.3, the worker's robustness (issue 12), on the upgraded database with its rows
+is($node->safe_psql('postgres', "SELECT pg_get_function_result('partoo.worker_status'::regproc) LIKE '%loops%'"),
+	'f', 'partoo.worker_status() has no loops column any more');
+is($node->safe_psql('postgres', "SELECT count(*) FROM partoo.worker_status() WHERE pid IS NOT NULL"),
+	'1', 'and it shows the worker');
+my ($ret, $out, $err) = $node->psql('postgres',
+	"INSERT INTO partoo.accounts (name, api_key) VALUES (repeat('n', 64), 'key-secret-upgraded')");
+like($err, qr/account name is too long/, 'an account name too long is refused with a clear error');
+unlike($err, qr/key-secret/, 'that does not show the key');
+# a message Partoo accepted whose recording fails keeps its id in the outbox
+$node->safe_psql('postgres', q{
+	CREATE FUNCTION public.refuse_sent() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF NEW.content = 'recorded later' AND NEW.state = 'sent' THEN
+			RAISE EXCEPTION 'not now';
+		END IF;
+		RETURN NEW;
+	END $$;
+	CREATE TRIGGER refuse_sent BEFORE UPDATE ON partoo.messages
+		FOR EACH ROW EXECUTE FUNCTION public.refuse_sent();
+	SELECT partoo_enqueue(6, 'recorded later', account => 'acct');
+});
+ok(wait_for($node, "SELECT o.action = 'record' AND o.partoo_id IS NOT NULL FROM partoo.outbox o
+	JOIN partoo.messages m ON m.id = o.message_id WHERE m.content = 'recorded later'", 30),
+	'an accepted message whose recording fails becomes a record action in the outbox');
+$node->safe_psql('postgres', 'DROP TRIGGER refuse_sent ON partoo.messages');
+ok(wait_for($node, "SELECT state = 'sent' AND partoo_id IS NOT NULL FROM partoo.messages WHERE content = 'recorded later'", 30),
+	'and is recorded sent once it can be');
+is($node->safe_psql('postgres', "SELECT count(*) FROM partoo.outbox o JOIN partoo.messages m ON m.id = o.message_id
+	WHERE m.content = 'recorded later'"), '0', 'and leaves the outbox');
+
 $node->stop;
 done_testing();
