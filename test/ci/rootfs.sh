@@ -19,7 +19,8 @@
 # "run" never changes the cached base: it mounts an overlay on it (the
 # changes go to a temporary directory that is removed afterwards), mounts
 # /proc, /dev and a private /dev/shm, copies in /etc/resolv.conf, and shares
-# a cache of downloaded .deb files between runs of the same suite.  Every
+# a cache of downloaded .deb files between runs of the same suite (so they
+# run one at a time: a second waits for the first).  Every
 # mount is undone on exit, failure and signals included.
 #
 # The Debian mirror is the one this machine's apt already uses, read from
@@ -61,6 +62,16 @@ base_is_fresh() {
 	[ -f "$stamp" ] && [ -x "$root/usr/bin/apt-get" ] || return 1
 	[ "$(head -n 1 "$stamp")" = "$(stamp_of "$suite")" ] || return 1
 	[ -z "$(find "$stamp" -mtime +"$MAX_AGE")" ]
+}
+
+# One user of a suite at a time (held until this script exits): runs share
+# its .deb cache, which apt locks, and a stale base must not be replaced
+# under a run's overlay.
+lock_suite() {
+	local fd
+	mkdir -p "$CACHE"
+	exec {fd}>"$CACHE/$1.lock"
+	flock "$fd"
 }
 
 base() {
@@ -135,12 +146,14 @@ mnt() { mount "$@" && MOUNTS+=("${@: -1}"); }
 run() {
 	local suite=$1 src=$2; shift 2
 	local lower
+	lock_suite "$suite"
 	lower=$(base "$suite")
 	RUN_DIR=$(mktemp -d "/tmp/partoo-rootfs-$suite.XXXXXX")
 	trap cleanup EXIT
 	trap 'exit 130' INT TERM
 	local root=$RUN_DIR/root debs=$CACHE/debs-$suite
 	mkdir -p "$root" "$RUN_DIR/upper" "$RUN_DIR/work" "$debs/partial"
+
 	mnt -t overlay overlay -o "lowerdir=$lower,upperdir=$RUN_DIR/upper,workdir=$RUN_DIR/work" "$root"
 	mnt -t proc proc "$root/proc"
 	mnt --bind /dev "$root/dev"
@@ -160,7 +173,7 @@ run() {
 }
 
 case "${1:-}" in
-base) [ $# = 2 ] || die "usage: rootfs.sh base SUITE"; base "$2" ;;
+base) [ $# = 2 ] || die "usage: rootfs.sh base SUITE"; lock_suite "$2"; base "$2" ;;
 run) [ $# -ge 4 ] || die "usage: rootfs.sh run SUITE DIR CMD..."; shift; run "$@" ;;
 mirror) debian_mirror ;;
 *) die "usage: rootfs.sh base SUITE | run SUITE DIR CMD... | mirror" ;;
