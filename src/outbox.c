@@ -34,6 +34,7 @@
 
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "storage/proc.h"
 #include "utils/builtins.h"
@@ -50,16 +51,15 @@
  */
 #define OUTBOX_PLAN CURSOR_OPT_CUSTOM_PLAN
 
-/* Is the extension installed in this database?  (The worker waits if not.) */
-bool
-partoo_outbox_ready(void)
+/*
+ * The oid of extension partoo in this database, InvalidOid when it is not
+ * installed.  The worker serves one installation: a new oid means the
+ * extension was dropped and created again (see the worker's loop).
+ */
+Oid
+partoo_outbox_extension_oid(void)
 {
-	int			rc = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension"
-								 " WHERE extname = 'partoo'", true, 1);
-
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "could not read pg_extension: %s", SPI_result_code_string(rc));
-	return SPI_processed > 0;
+	return get_extension_oid("partoo", true);
 }
 
 /*

@@ -219,7 +219,7 @@ extern void partoo_report_http_failure(PartooHttpRequest *req,
 									   const char *path);
 
 /* in outbox.c */
-extern bool partoo_outbox_ready(void);
+extern Oid	partoo_outbox_extension_oid(void);
 extern uint64 partoo_outbox_recover(void);
 extern void partoo_outbox_load_accounts(void (*cb) (const char *name,
 												   const char *key,

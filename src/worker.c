@@ -111,6 +111,16 @@ static Job **waiting = NULL;	/* claimed, waiting for an in-flight slot */
 static int	nwaiting = 0;
 static int	jobs_cap = 0;
 
+/*
+ * The installation of the extension this worker serves (its pg_extension
+ * oid) and a number that changes each time it goes away.  A job carries
+ * the number it was claimed under: an answer to a request made for a
+ * dropped extension is never recorded into a new one's tables, whose ids
+ * start again at 1.
+ */
+static Oid	served_oid = InvalidOid;
+static uint32 served_generation = 1;
+
 /* outbox rows that could be neither claimed nor put aside: not claimed */
 typedef struct SkippedRow
 {
@@ -530,6 +540,11 @@ collect(void)
 		/* swap-remove from the in-flight list */
 		inflight[i] = inflight[--ninflight];
 		inflight[i]->inflight_index = i;
+		if (job->generation != served_generation)
+		{
+			free_job(job);		/* made for a dropped extension */
+			continue;
+		}
 		partoo_job_classify(job, a != NULL ? a->rl : NULL);
 		add_result(job);
 	}
@@ -865,6 +880,7 @@ fill_fresh(uint64 n)
 		Job		   *job = xmalloc0(sizeof(Job));
 
 		fresh[nfresh++] = job;	/* freed by discard_fresh() on error */
+		job->generation = served_generation;
 		partoo_job_fill(job, t, d, account_get(SPI_getvalue(t, d, 4), false));
 	}
 }
@@ -1303,6 +1319,35 @@ report_error(void)
 }
 
 /*
+ * The extension we served is gone (DROP EXTENSION, perhaps followed by a
+ * new CREATE EXTENSION): forget everything claimed from it.  Answers not
+ * recorded yet are thrown away, and so will be those of the requests still
+ * in flight (collect()); nothing was recorded for them and their tables
+ * are gone.  Says so in one line.
+ */
+static void
+forget_extension(void)
+{
+	int			discarded = nresults + nwaiting;
+	int			in_flight = ninflight;
+
+	while (nresults > 0)
+		free_job(results[--nresults]);
+	while (nwaiting > 0)
+		free_job(waiting[--nwaiting]);
+	discard_fresh();
+	nskipped = 0;
+	served_generation++;
+	served_oid = InvalidOid;
+	accounts_loaded = false;
+	ereport(LOG,
+			(errmsg("partoo worker stopped serving database \"%s\": extension partoo was dropped",
+					slot->dbname),
+			 errdetail("%d claimed messages and the answers of %d requests in flight are discarded; the worker waits for CREATE EXTENSION partoo.",
+					   discarded, in_flight)));
+}
+
+/*
  * Take the worker's lock on its database, without waiting: another
  * partoo worker for this database may still be exiting (a restart racing
  * with its predecessor).  A session lock, gone with the process.  NB: the
@@ -1512,9 +1557,11 @@ partoo_worker_main(Datum main_arg)
 			if (!ready)
 			{
 				bool		installed;
+				Oid			oid;
 
 				begin_txn("starting");
-				installed = partoo_outbox_ready();
+				oid = partoo_outbox_extension_oid();
+				installed = OidIsValid(oid);
 				if (installed && !locked)
 					locked = take_database_lock();
 				if (installed && locked)
@@ -1528,6 +1575,8 @@ partoo_worker_main(Datum main_arg)
 				}
 				end_txn();
 				ready = installed && locked;
+				if (ready)
+					served_oid = oid;
 				if (!ready)
 					timeout = 10000;	/* CREATE EXTENSION partoo not run yet,
 										 * or another worker still here */
@@ -1546,61 +1595,72 @@ partoo_worker_main(Datum main_arg)
 				if (need_record || can_claim || need_owed || accounts_changed())
 				{
 					begin_txn("partoo worker");
-
-					/*
-					 * A transaction that only claims need not wait for its
-					 * WAL flush: if a crash loses it, its rows are simply
-					 * still due, just as partoo_outbox_recover makes leased
-					 * rows due again at start.  Waiting put an fsync between
-					 * every enqueue's commit and its request.  Outcomes stay
-					 * synchronous: losing one would re-send a sent message.
-					 */
-					if (!need_record)
-						(void) set_config_option("synchronous_commit", "off",
-												 PGC_SUSET, PGC_S_SESSION,
-												 GUC_ACTION_LOCAL, true, 0, false);
-					if (accounts_changed())
-						reload_accounts();
-					if (need_record)
+					if (partoo_outbox_extension_oid() != served_oid)
 					{
-						int64		soonest = record_results();
-
-						/* a row put back for a later attempt is due then */
-						if (soonest != NEVER)
-							next_claim_at = Min(next_claim_at, now + soonest);
+						/* dropped, perhaps created again: start over */
+						end_txn();
+						forget_extension();
+						ready = false;
+						next_claim_at = 0;
+						t = 0;
 					}
-					if (need_owed && !got_sigterm)
+					else
 					{
-						uint64		todo = owed;
-						ErrorData  *edata;
-
-						owed = 0;
-						edata = in_subxact(apply_owed, &todo);
-						if (edata != NULL)
+						/*
+						 * A transaction that only claims need not wait for its
+						 * WAL flush: if a crash loses it, its rows are simply
+						 * still due, just as partoo_outbox_recover makes leased
+						 * rows due again at start.  Waiting put an fsync between
+						 * every enqueue's commit and its request.  Outcomes stay
+						 * synchronous: losing one would re-send a sent message.
+						 */
+						if (!need_record)
+							(void) set_config_option("synchronous_commit", "off",
+													 PGC_SUSET, PGC_S_SESSION,
+													 GUC_ACTION_LOCAL, true, 0, false);
+						if (accounts_changed())
+							reload_accounts();
+						if (need_record)
 						{
-							if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
-								log_caught(edata, "partoo worker could not apply pending webhook events, trying again later");
-							FreeErrorData(edata);
-						}
-						owed |= todo;
-						if (owed != 0)
-							owed_at = now + held_retry_ms(owed_tries++);
-						else
-							owed_tries = 0;
-					}
-					if (can_claim && !got_sigterm)
-					{
-						int64		next_ms;
-						int			limit = Min(partoo_batch_size,
-												2 * partoo_max_in_flight - ninflight - nwaiting);
+							int64		soonest = record_results();
 
-						(void) claim(limit, &next_ms);
-						next_claim_at = (next_ms == NEVER) ? NEVER : now + next_ms;
+							/* a row put back for a later attempt is due then */
+							if (soonest != NEVER)
+								next_claim_at = Min(next_claim_at, now + soonest);
+						}
+						if (need_owed && !got_sigterm)
+						{
+							uint64		todo = owed;
+							ErrorData  *edata;
+
+							owed = 0;
+							edata = in_subxact(apply_owed, &todo);
+							if (edata != NULL)
+							{
+								if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+									log_caught(edata, "partoo worker could not apply pending webhook events, trying again later");
+								FreeErrorData(edata);
+							}
+							owed |= todo;
+							if (owed != 0)
+								owed_at = now + held_retry_ms(owed_tries++);
+							else
+								owed_tries = 0;
+						}
+						if (can_claim && !got_sigterm)
+						{
+							int64		next_ms;
+							int			limit = Min(partoo_batch_size,
+													2 * partoo_max_in_flight - ninflight - nwaiting);
+
+							(void) claim(limit, &next_ms);
+							next_claim_at = (next_ms == NEVER) ? NEVER : now + next_ms;
+						}
+						end_txn();
+						release_recorded();
+						start_fresh();
+						t = results_timing(now_ms(), &need_record);
 					}
-					end_txn();
-					release_recorded();
-					start_fresh();
-					t = results_timing(now_ms(), &need_record);
 				}
 
 				/* how long may we sleep? */

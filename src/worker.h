@@ -41,6 +41,7 @@ typedef struct WorkerAccount
 
 typedef struct Job
 {
+	uint32		generation;		/* the installation it was claimed from */
 	int64		outbox_id;
 	int64		message_id;
 	bool		is_retry;
