@@ -163,6 +163,9 @@ run() {
 	cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 	mkdir -p "$root/src"
 	(cd "$src" && tar cf - --exclude=.git .) | (cd "$root/src" && tar xf -)
+	# the copy takes the mode of DIR (mktemp -d makes it 0700); the tests'
+	# unprivileged user reads files in it
+	chmod 755 "$root/src"
 	local rc=0
 	chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
