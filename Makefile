@@ -11,7 +11,7 @@
 #   make check-version          partoo.control, META.json, the SQL scripts and
 #                               partoo.so agree with EXTVERSION
 #   make unit                   unit tests of the protocol core (no server)
-#   make fuzz                   libFuzzer targets, FUZZ_SECONDS each (test/fuzz/run.sh)
+#   make fuzz                   libFuzzer targets, FUZZ_SECONDS each (test/core/fuzz/run.sh)
 #   make check-asan             regress and TAP again against a build with ASan and
 #                               UBSan, then the normal build back (as root; this is
 #                               test/run-all.sh asan)
@@ -29,13 +29,13 @@ EXTENSION = partoo
 EXTVERSION = 0.3
 MODULE_big = partoo
 
-# The protocol core (no postgres.h) first, then the PostgreSQL side.
-CORE_OBJS = src/validate.o src/request.o src/response.o src/ratelimit.o \
-	src/webhook_parse.o src/webhook_order.o src/signature.o src/redact.o
-OBJS = $(CORE_OBJS) \
-	src/partoo.o src/http.o src/message.o src/store.o src/send.o \
-	src/enqueue.o src/shmem.o src/outbox.o src/worker.o src/worker_job.o \
-	src/webhook.o src/webhook_apply.o src/webhook_dispatch.o src/redact_log.o
+# The layers, bottom up (docs/architecture.md): the protocol core
+# (src/core/, no postgres.h, unit-tested and fuzzed alone), the HTTP
+# client (src/http/), the PostgreSQL side (src/server/).
+CORE_OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/core/*.c)))
+HTTP_OBJS = src/http/http.o
+SERVER_OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/server/*.c)))
+OBJS = $(CORE_OBJS) $(HTTP_OBJS) $(SERVER_OBJS)
 
 # Every install and upgrade script; not the pg_regress inputs sql/NN_*.sql.
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
@@ -60,8 +60,8 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-# PARTOO_VERSION reaches every file that includes partoo.h.
-$(filter-out $(CORE_OBJS),$(OBJS)): Makefile
+# PARTOO_VERSION reaches every file that includes http/http.h.
+$(HTTP_OBJS) $(SERVER_OBJS): Makefile
 
 # The files made from EXTVERSION.  Both are tracked, because a plain
 # make install and PGXN read them as they are; make remakes them when the
@@ -129,10 +129,10 @@ prove_installcheck: mock
 
 .PHONY: unit fuzz check-asan bench
 unit:
-	$(MAKE) -C test/unit
+	$(MAKE) -C test/core/unit
 
 fuzz:
-	bash test/fuzz/run.sh
+	bash test/core/fuzz/run.sh
 
 check-asan:
 	bash test/run-all.sh asan

@@ -190,7 +190,7 @@ COMMENT ON COLUMN partoo.outbox.partoo_id
  * outcome, message_id and applied_at change, once, when its message is
  * recorded (see the trigger in the Webhooks section).  dedup_key
  * recognises a duplicate delivery (its canonical forms are described in
- * src/protocol.h and README.md); events for a message not known yet wait
+ * src/core/webhook.h and README.md); events for a message not known yet wait
  * with outcome 'pending' until the message's id is recorded.  Duplicates
  * are not stored.
  *

@@ -11,7 +11,7 @@
 #
 # Stage demo runs test/demo.sh (README's first command) and checks that it
 # ends well and that the worker sent what it queued.
-# Stage fuzz runs every libFuzzer target (test/fuzz/run.sh).  Stage asan
+# Stage fuzz runs every libFuzzer target (test/core/fuzz/run.sh).  Stage asan
 # (also "make check-asan") runs regress and tap again against a partoo.so
 # built with -fsanitize=address,undefined, installed into a private copy
 # of the PostgreSQL installation; it fails on any failed test and on any
@@ -95,7 +95,7 @@ stage_demo() {
 
 stage_unit() {
 	partoo_log "unit tests of the protocol core"
-	make -s -C test/unit >"$W/unit.log" 2>&1
+	make -s -C test/core/unit >"$W/unit.log" 2>&1
 	local rc=$?
 	cat "$W/unit.log"
 	record_summary_line unit "$W/unit.log" $rc
@@ -163,8 +163,8 @@ stage_tap() {
 }
 
 stage_fuzz() {
-	partoo_log "fuzz targets (test/fuzz/run.sh)"
-	FUZZ_WORK="$W/fuzz" bash test/fuzz/run.sh >"$W/fuzz.log" 2>&1
+	partoo_log "fuzz targets (test/core/fuzz/run.sh)"
+	FUZZ_WORK="$W/fuzz" bash test/core/fuzz/run.sh >"$W/fuzz.log" 2>&1
 	local rc=$?
 	cat "$W/fuzz.log"
 	record_summary_line fuzz "$W/fuzz.log" $rc

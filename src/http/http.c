@@ -1,0 +1,847 @@
+/*-------------------------------------------------------------------------
+ *
+ * http.c
+ *		The HTTP client: libcurl easy handles driven by one multi handle per
+ *		process, waited on together with the process latch.
+ *
+ * This is the only file that includes curl.  Both the synchronous SQL
+ * functions and the background worker go through it, so that timeouts,
+ * TLS, the User-Agent, response limits and connection reuse are the same
+ * everywhere.
+ *
+ * How waiting works: libcurl tells us (socket callback) which sockets it
+ * cares about; we keep them in a private epoll set.  That epoll descriptor
+ * is itself readable whenever one of its sockets is ready, so a single
+ * PostgreSQL WaitEventSet holding the latch, the epoll descriptor and
+ * postmaster death wakes us for network progress, for a query cancel (the
+ * signal handler sets the latch), and for new work in the worker, without
+ * any polling interval.
+ *
+ * Ownership: the multi handle, the epoll descriptor and the wait set are
+ * process-local statics created on first use and kept for the life of the
+ * process, so connections stay alive between calls.  Easy handles are
+ * kept too, in a small pool: a finished transfer's handle serves the next
+ * request with only the per-request options set again (making and
+ * configuring a handle per request showed in partoo_send's profile).  A
+ * PartooHttpRequest
+ * and everything hanging off it is malloc'd and belongs to the caller, who
+ * must free it with partoo_http_request_free() on every path; freeing a
+ * request in flight detaches it from the multi handle first.  Nothing in
+ * this file ereports between acquiring a libcurl resource and attaching it
+ * to its request.
+ *
+ * Timeouts are ours, not libcurl's, and run on the time this process
+ * spends in partoo_http_wait() (attended_us), not on the wall clock.  NB:
+ * libcurl checks a transfer's total timeout before it reads the socket,
+ * so a process that comes back after being busy elsewhere for longer than
+ * the timeout (the worker in a slow transaction) would find requests that
+ * got their answer meanwhile timed out, and the worker would send them
+ * again.  Here the answers that arrived are read first, and the time the
+ * process was away does not count: a request times out only after
+ * partoo.timeout of waiting for it.
+ *
+ * src/http/http.c
+ *
+ *-------------------------------------------------------------------------
+ */
+
+#include "server/partoo.h"
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/wait_event.h"
+#include "utils/guc.h"
+
+#include "core/message.h"
+#include "http/http.h"
+
+char	   *partoo_ca_file = NULL;
+int			partoo_timeout_ms = 10000;
+int			partoo_connect_timeout_ms = 5000;
+
+/*
+ * Define partoo.ca_file, partoo.timeout and partoo.connect_timeout.
+ * Called once from _PG_init (partoo.c).
+ */
+void
+partoo_http_define_gucs(void)
+{
+	DefineCustomStringVariable("partoo.ca_file",
+							   "File of CA certificates used to verify the Partoo API's TLS certificate.",
+							   "Empty means the system's default CA store. Verification is never turned off.",
+							   &partoo_ca_file,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("partoo.timeout",
+							"Longest time one request to the Partoo API may take.",
+							NULL,
+							&partoo_timeout_ms,
+							10000, 100, 600000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("partoo.connect_timeout",
+							"Longest time to wait for a connection to the Partoo API.",
+							NULL,
+							&partoo_connect_timeout_ms,
+							5000, 100, 600000,
+							PGC_USERSET,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
+
+static CURLM *multi = NULL;
+static int	epoll_fd = -1;
+static WaitEventSet *wait_set = NULL;
+static int64 curl_deadline_us = -1;	/* when libcurl wants its timer run */
+static PartooHttpRequest *done_head = NULL;
+static PartooHttpRequest *done_tail = NULL;
+
+/* Requests attached to libcurl, and the clock of their deadlines */
+static PartooHttpRequest *running = NULL;
+static int64 attended_us = 0;	/* time spent in partoo_http_wait() */
+static int64 next_deadline_us = -1; /* earliest deadline there, or -1 */
+
+/*
+ * Idle easy handles.  A handle's fixed options depend on partoo.ca_file;
+ * when that changes, the generation moves on and handles made before are
+ * not reused.
+ */
+#define EASY_POOL_SIZE 64
+static CURL *easy_pool[EASY_POOL_SIZE];
+static int	easy_pool_len = 0;
+static uint32 easy_generation = 0;
+static char *easy_ca_file = NULL;	/* partoo.ca_file the generation has */
+
+int64
+partoo_monotonic_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * libcurl's socket callback: mirror its interest in our epoll set.  A
+ * descriptor may already be registered (MOD) or not (ADD); REMOVE is sent
+ * before libcurl closes a socket.
+ */
+static int
+socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct epoll_event ev;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		epoll_ctl(epoll_fd, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = s;
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLIN;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLOUT;
+
+	/*
+	 * socketp is what we assigned to the socket: non-NULL once it is in
+	 * the set (libcurl forgets it with the REMOVE).  Whatever it says, a
+	 * descriptor libcurl closed and reopened behind our back is handled
+	 * by falling back to the other operation.
+	 */
+	if (socketp == NULL)
+	{
+		if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev) != 0 &&
+			(errno != EEXIST || epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0))
+			return -1;
+		curl_multi_assign(multi, s, &epoll_fd);
+	}
+	else if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 &&
+			 (errno != ENOENT || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev) != 0))
+		return -1;
+	return 0;
+}
+
+/* libcurl's timer callback: remember when it wants to be called back */
+static int
+timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	if (timeout_ms < 0)
+		curl_deadline_us = -1;
+	else
+		curl_deadline_us = partoo_monotonic_us() + (int64) timeout_ms * 1000;
+	return 0;
+}
+
+/*
+ * Create the process's multi handle, epoll set and wait set on first use.
+ * Can ereport; on error nothing is left half made.
+ */
+static void
+ensure_agent(void)
+{
+	if (multi != NULL)
+		return;
+
+	if (epoll_fd < 0)
+	{
+		epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+		if (epoll_fd < 0)
+			ereport(ERROR,
+					(errcode_for_socket_access(),
+					 errmsg("could not create epoll descriptor: %m")));
+	}
+
+	if (wait_set == NULL)
+	{
+		WaitEventSet *set = PartooCreateWaitEventSet(3);
+
+		AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_SOCKET_READABLE, epoll_fd, NULL, NULL);
+		if (IsUnderPostmaster)
+			AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET,
+							  NULL, NULL);
+		wait_set = set;
+	}
+
+	multi = curl_multi_init();
+	if (multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Could not create a libcurl multi handle.")));
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) 1024);
+}
+
+static size_t
+write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	PartooHttpRequest *req = (PartooHttpRequest *) userdata;
+	size_t		n = size * nmemb;
+
+	if (req->resp_len + n > PARTOO_MAX_RESPONSE_BYTES)
+	{
+		req->too_large = true;
+		return 0;				/* makes libcurl fail with CURLE_WRITE_ERROR */
+	}
+	if (req->resp_len + n + 1 > req->resp_cap)
+	{
+		size_t		cap = req->resp_cap ? req->resp_cap : 512;
+		char	   *p;
+
+		while (cap < req->resp_len + n + 1)
+			cap *= 2;
+		p = realloc(req->resp, cap);
+		if (p == NULL)
+			return 0;
+		req->resp = p;
+		req->resp_cap = cap;
+	}
+	memcpy(req->resp + req->resp_len, ptr, n);
+	req->resp_len += n;
+	req->resp[req->resp_len] = '\0';
+	return n;
+}
+
+/* Keep the Retry-After header; every other header is ignored */
+static size_t
+header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+	PartooHttpRequest *req = (PartooHttpRequest *) userdata;
+	size_t		n = size * nitems;
+	static const char name[] = "retry-after:";
+
+	if (n > sizeof(name) - 1 &&
+		pg_strncasecmp(buffer, name, sizeof(name) - 1) == 0)
+	{
+		const char *v = buffer + sizeof(name) - 1;
+		const char *end = buffer + n;
+		size_t		len;
+
+		while (v < end && (*v == ' ' || *v == '\t'))
+			v++;
+		while (end > v && (end[-1] == '\r' || end[-1] == '\n' ||
+						   end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		len = Min((size_t) (end - v), sizeof(req->retry_after) - 1);
+		memcpy(req->retry_after, v, len);
+		req->retry_after[len] = '\0';
+	}
+	return n;
+}
+
+/*
+ * A new easy handle with the options that are the same for every request,
+ * or NULL when out of memory.
+ */
+static CURL *
+new_easy(void)
+{
+	CURL	   *easy = curl_easy_init();
+
+	if (easy == NULL)
+		return NULL;
+#if LIBCURL_VERSION_NUM >= 0x075500
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, PARTOO_USER_AGENT);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (easy_ca_file != NULL)
+		curl_easy_setopt(easy, CURLOPT_CAINFO, easy_ca_file);
+	return easy;
+}
+
+/*
+ * An easy handle for a new request: an idle one if its options are
+ * current, else a new one.  NULL when out of memory.
+ */
+static CURL *
+get_easy(uint32 *generation)
+{
+	const char *ca = (partoo_ca_file != NULL && partoo_ca_file[0] != '\0') ?
+		partoo_ca_file : NULL;
+
+	if ((ca == NULL) != (easy_ca_file == NULL) ||
+		(ca != NULL && strcmp(ca, easy_ca_file) != 0))
+	{
+		char	   *copy = NULL;
+
+		if (ca != NULL && (copy = strdup(ca)) == NULL)
+			return NULL;
+		free(easy_ca_file);
+		easy_ca_file = copy;
+		easy_generation++;
+		while (easy_pool_len > 0)
+			curl_easy_cleanup(easy_pool[--easy_pool_len]);
+	}
+	*generation = easy_generation;
+	if (easy_pool_len > 0)
+		return easy_pool[--easy_pool_len];
+	return new_easy();
+}
+
+/*
+ * Take a handle back from a request that is no longer attached to the
+ * multi handle.  Pointers into the request are cleared, so that an idle
+ * handle refers to nothing freed.  A handle of an old generation, or one
+ * too many, is freed.
+ */
+static void
+release_easy(CURL *easy, uint32 generation)
+{
+	if (generation != easy_generation || easy_pool_len == EASY_POOL_SIZE)
+	{
+		curl_easy_cleanup(easy);
+		return;
+	}
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, NULL);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
+	easy_pool[easy_pool_len++] = easy;
+}
+
+/*
+ * Make a request for POST {base_url}{path}.  The body is moved into the
+ * request (the caller's struct is zeroed); NULL body means an empty POST.
+ * Returns NULL when out of memory, having freed the body.  Does not
+ * ereport.
+ */
+PartooHttpRequest *
+partoo_http_request_new(const char *base_url, const char *path,
+						const char *api_key, PartooBody *body)
+{
+	PartooHttpRequest *req;
+	size_t		blen = strlen(base_url);
+	static const char hdr[] = "x-APIKey: ";
+
+	while (blen > 0 && base_url[blen - 1] == '/')
+		blen--;
+
+	req = calloc(1, sizeof(PartooHttpRequest));
+	if (req == NULL)
+		goto oom;
+	req->url = malloc(blen + strlen(path) + 1);
+	req->auth_header = malloc(sizeof(hdr) + strlen(api_key));
+	if (req->url == NULL || req->auth_header == NULL)
+		goto oom;
+	memcpy(req->url, base_url, blen);
+	strcpy(req->url + blen, path);
+	strcpy(req->auth_header, hdr);
+	strcat(req->auth_header, api_key);
+	if (body != NULL)
+	{
+		req->body = *body;
+		memset(body, 0, sizeof(PartooBody));
+	}
+	return req;
+
+oom:
+	if (body != NULL)
+		partoo_body_free(body);
+	partoo_http_request_free(req);
+	return NULL;
+}
+
+static void
+unlink_done(PartooHttpRequest *req)
+{
+	PartooHttpRequest *prev = NULL;
+	PartooHttpRequest *cur;
+
+	for (cur = done_head; cur != NULL; prev = cur, cur = cur->next)
+	{
+		if (cur != req)
+			continue;
+		if (prev)
+			prev->next = cur->next;
+		else
+			done_head = cur->next;
+		if (done_tail == cur)
+			done_tail = prev;
+		cur->next = NULL;
+		return;
+	}
+}
+
+static void
+link_running(PartooHttpRequest *req)
+{
+	int64		first;
+
+	req->run_prev = NULL;
+	req->run_next = running;
+	if (running != NULL)
+		running->run_prev = req;
+	running = req;
+	first = Min(req->deadline_us, req->connect_deadline_us);
+	if (next_deadline_us < 0 || first < next_deadline_us)
+		next_deadline_us = first;
+}
+
+static void
+unlink_running(PartooHttpRequest *req)
+{
+	if (req->run_prev != NULL)
+		req->run_prev->run_next = req->run_next;
+	else if (running == req)
+		running = req->run_next;
+	if (req->run_next != NULL)
+		req->run_next->run_prev = req->run_prev;
+	req->run_prev = req->run_next = NULL;
+}
+
+/* Detach a request from libcurl, if attached.  Safe to call twice. */
+void
+partoo_http_abort(PartooHttpRequest *req)
+{
+	if (req == NULL)
+		return;
+	if (req->easy != NULL)
+	{
+		/* NB: not back to the pool: it may be in the middle of a transfer */
+		curl_multi_remove_handle(multi, (CURL *) req->easy);
+		curl_easy_cleanup((CURL *) req->easy);
+		req->easy = NULL;
+		unlink_running(req);
+	}
+	if (req->headers != NULL)
+	{
+		curl_slist_free_all((struct curl_slist *) req->headers);
+		req->headers = NULL;
+	}
+}
+
+/* Free a request in any state.  NULL is fine.  Does not ereport. */
+void
+partoo_http_request_free(PartooHttpRequest *req)
+{
+	if (req == NULL)
+		return;
+	partoo_http_abort(req);
+	unlink_done(req);
+	if (req->auth_header != NULL)
+	{
+		explicit_bzero(req->auth_header, strlen(req->auth_header));
+		free(req->auth_header);
+	}
+	free(req->url);
+	free(req->resp);
+	partoo_body_free(&req->body);
+	free(req);
+}
+
+static void
+push_done(PartooHttpRequest *req)
+{
+	req->done = true;
+	req->next = NULL;
+	if (done_tail)
+		done_tail->next = req;
+	else
+		done_head = req;
+	done_tail = req;
+}
+
+static void
+fail_early(PartooHttpRequest *req, CURLcode code)
+{
+	req->status = 0;
+	req->curl_code = code;
+	strlcpy(req->errbuf, curl_easy_strerror(code), sizeof(req->errbuf));
+	push_done(req);
+}
+
+/*
+ * Start a request.  It completes later, seen through partoo_http_wait()
+ * and partoo_http_next_done(); a request that cannot even start is put on
+ * the done list at once with its libcurl error.  Can ereport only before
+ * touching the request (when the agent cannot be created).
+ */
+void
+partoo_http_start(PartooHttpRequest *req, int timeout_ms, int connect_timeout_ms)
+{
+	CURL	   *easy;
+	struct curl_slist *h = NULL;
+	struct curl_slist *t;
+	char		ctype[sizeof(req->body.content_type) + 16];
+
+	ensure_agent();
+
+	req->done = false;
+	req->status = 0;
+	req->curl_code = CURLE_OK;
+	req->errbuf[0] = '\0';
+	req->retry_after[0] = '\0';
+	req->resp_len = 0;
+	req->too_large = req->timed_out = req->connect_failed = false;
+	req->timeout_ms = timeout_ms;
+	req->connect_timeout_ms = connect_timeout_ms;
+	req->deadline_us = attended_us + (int64) timeout_ms * 1000;
+	req->connect_deadline_us = attended_us + (int64) connect_timeout_ms * 1000;
+
+	easy = get_easy(&req->easy_generation);
+	if (easy == NULL)
+	{
+		fail_early(req, CURLE_OUT_OF_MEMORY);
+		return;
+	}
+	req->easy = easy;
+
+	if (req->body.content_type[0] != '\0')
+		snprintf(ctype, sizeof(ctype), "Content-Type: %s", req->body.content_type);
+	else
+		strlcpy(ctype, "Content-Type:", sizeof(ctype));	/* no default */
+
+#define APPEND(s) \
+	do { t = curl_slist_append(h, (s)); if (t == NULL) goto oom; h = t; } while (0)
+	APPEND(req->auth_header);
+	APPEND(ctype);
+	APPEND("Accept: application/json");
+	APPEND("Expect:");			/* no 100-continue round trip for uploads */
+#undef APPEND
+	req->headers = h;
+
+	/* the options that differ between requests (new_easy sets the rest) */
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body.data ? req->body.data : "");
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body.len);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
+	/* our own deadlines (see the banner); libcurl keeps its defaults */
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 0L);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 0L);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
+
+	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
+	{
+		/* undo, leaving the request detached but alive */
+		curl_easy_cleanup(easy);
+		req->easy = NULL;
+		fail_early(req, CURLE_FAILED_INIT);
+		return;
+	}
+	link_running(req);
+	return;
+
+oom:
+	curl_slist_free_all(h);
+	release_easy(easy, req->easy_generation);
+	req->easy = NULL;
+	fail_early(req, CURLE_OUT_OF_MEMORY);
+}
+
+/* Move finished transfers from libcurl to our done list */
+static void
+collect_done(void)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		PartooHttpRequest *req = NULL;
+		CURL	   *easy = msg->easy_handle;
+		CURLcode	code = msg->data.result;
+		long		status = 0;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &req);
+		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+
+		req->curl_code = code;
+		req->status = (code == CURLE_OK || req->too_large) ? status : 0;
+		req->timed_out = (code == CURLE_OPERATION_TIMEDOUT);
+		req->connect_failed = (code == CURLE_COULDNT_CONNECT ||
+							   code == CURLE_COULDNT_RESOLVE_HOST ||
+							   code == CURLE_COULDNT_RESOLVE_PROXY);
+		if (req->timed_out)
+		{
+			long		sent = 0;
+
+			/* a timeout before any byte of the request went out */
+			curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &sent);
+			if (sent == 0)
+				req->connect_failed = true;
+		}
+		if (code != CURLE_OK && req->errbuf[0] == '\0')
+			strlcpy(req->errbuf, curl_easy_strerror(code), sizeof(req->errbuf));
+
+		curl_multi_remove_handle(multi, easy);
+		release_easy(easy, req->easy_generation);
+		req->easy = NULL;
+		unlink_running(req);
+		if (req->headers != NULL)
+		{
+			curl_slist_free_all((struct curl_slist *) req->headers);
+			req->headers = NULL;
+		}
+		push_done(req);
+	}
+}
+
+/*
+ * End the running requests whose deadline has passed on the attended
+ * clock: still connecting (no byte of the request sent) after the connect
+ * timeout, or unfinished after the total timeout.  They go to the done
+ * list as timed out.  Called after the sockets were read, so an answer
+ * that is there is never taken for a timeout.
+ */
+static void
+expire_overdue(void)
+{
+	PartooHttpRequest *req;
+	PartooHttpRequest *next;
+	int64		earliest = -1;
+
+	if (next_deadline_us < 0 || attended_us < next_deadline_us)
+		return;
+	for (req = running; req != NULL; req = next)
+	{
+		CURL	   *easy = (CURL *) req->easy;
+		long		sent = 0;
+		bool		connecting;
+		int64		due;
+
+		next = req->run_next;
+		curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &sent);
+		connecting = (sent == 0);
+		due = connecting ? Min(req->connect_deadline_us, req->deadline_us) : req->deadline_us;
+		if (attended_us < due)
+		{
+			if (earliest < 0 || due < earliest)
+				earliest = due;
+			continue;
+		}
+
+		curl_multi_remove_handle(multi, easy);
+		curl_easy_cleanup(easy);	/* mid-transfer: not back to the pool */
+		req->easy = NULL;
+		unlink_running(req);
+		if (req->headers != NULL)
+		{
+			curl_slist_free_all((struct curl_slist *) req->headers);
+			req->headers = NULL;
+		}
+		req->status = 0;
+		req->curl_code = CURLE_OPERATION_TIMEDOUT;
+		req->timed_out = true;
+		req->connect_failed = connecting;
+		if (connecting && attended_us >= req->connect_deadline_us)
+			snprintf(req->errbuf, sizeof(req->errbuf),
+					 "Connection timed out after %d milliseconds", req->connect_timeout_ms);
+		else
+			snprintf(req->errbuf, sizeof(req->errbuf),
+					 "Operation timed out after %d milliseconds", req->timeout_ms);
+		push_done(req);
+	}
+	next_deadline_us = earliest;
+}
+
+/*
+ * Wait until the latch is set, a socket libcurl watches is ready, libcurl's
+ * timer fires, a request's deadline passes, or timeout_ms passes (-1: no
+ * limit of our own), then let libcurl make progress.  Returns PARTOO_WAKE_* flags.  The caller resets
+ * the latch and checks for interrupts.  Exits the process if the
+ * postmaster died.
+ */
+int
+partoo_http_wait(long timeout_ms)
+{
+	WaitEvent	events[3];
+	int			n;
+	int			i;
+	int			result = 0;
+	int			still_running;
+	long		wait_ms = timeout_ms;
+	int64		entered_us;
+
+	ensure_agent();
+	entered_us = partoo_monotonic_us();
+
+	if (curl_deadline_us >= 0)
+	{
+		int64		left = curl_deadline_us - entered_us;
+		long		left_ms = left <= 0 ? 0 : (long) ((left + 999) / 1000);
+
+		if (wait_ms < 0 || left_ms < wait_ms)
+			wait_ms = left_ms;
+	}
+	if (next_deadline_us >= 0)
+	{
+		int64		left = next_deadline_us - attended_us;
+		long		left_ms = left <= 0 ? 0 : (long) ((left + 999) / 1000);
+
+		if (wait_ms < 0 || left_ms < wait_ms)
+			wait_ms = left_ms;
+	}
+
+	if (wait_ms == 0 && timeout_ms != 0)
+	{
+		/*
+		 * libcurl's timer is due (typically just after a request was
+		 * added): no waiting, only look at the sockets.  A latch set
+		 * meanwhile stays set for the next wait to see.
+		 */
+		result |= PARTOO_WAKE_TIMEOUT | PARTOO_WAKE_IO;
+	}
+	else
+	{
+		n = WaitEventSetWait(wait_set, wait_ms, events, lengthof(events),
+							 PG_WAIT_EXTENSION);
+		if (n == 0)
+			result |= PARTOO_WAKE_TIMEOUT;
+		for (i = 0; i < n; i++)
+		{
+			if (events[i].events & WL_LATCH_SET)
+				result |= PARTOO_WAKE_LATCH;
+			if (events[i].events & WL_SOCKET_READABLE)
+				result |= PARTOO_WAKE_IO;
+		}
+	}
+
+	if (result & PARTOO_WAKE_IO)
+	{
+		struct epoll_event ready[64];
+		int			k;
+
+		k = epoll_wait(epoll_fd, ready, lengthof(ready), 0);
+		for (i = 0; i < k; i++)
+		{
+			int			flags = 0;
+
+			if (ready[i].events & EPOLLIN)
+				flags |= CURL_CSELECT_IN;
+			if (ready[i].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (ready[i].events & (EPOLLERR | EPOLLHUP))
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(multi, ready[i].data.fd, flags, &still_running);
+		}
+	}
+
+	if (curl_deadline_us >= 0 && partoo_monotonic_us() >= curl_deadline_us)
+	{
+		curl_deadline_us = -1;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &still_running);
+	}
+
+	collect_done();
+	attended_us += partoo_monotonic_us() - entered_us;
+	expire_overdue();
+	return result;
+}
+
+/* Pop the oldest finished request, or NULL */
+PartooHttpRequest *
+partoo_http_next_done(void)
+{
+	PartooHttpRequest *req = done_head;
+
+	if (req != NULL)
+	{
+		done_head = req->next;
+		if (done_head == NULL)
+			done_tail = NULL;
+		req->next = NULL;
+	}
+	return req;
+}
+
+/*
+ * Run one request to completion, synchronously, honouring query cancel,
+ * statement_timeout and termination: the signal handlers set the latch,
+ * which wakes the wait at once, and CHECK_FOR_INTERRUPTS() throws.  The
+ * caller must free req in a PG_FINALLY (or PG_CATCH) block: an interrupt
+ * leaves it attached to libcurl, and freeing detaches it.
+ */
+void
+partoo_http_perform(PartooHttpRequest *req)
+{
+	partoo_http_start(req, partoo_timeout_ms, partoo_connect_timeout_ms);
+	for (;;)
+	{
+		int			rc;
+
+		if (req->done)
+		{
+			unlink_done(req);
+			return;
+		}
+		rc = partoo_http_wait(-1);
+		if (rc & PARTOO_WAKE_LATCH)
+			ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}

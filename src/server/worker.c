@@ -1,0 +1,1859 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		The partoo background worker: drains partoo.outbox through the
+ *		HTTP client, paced per account, and records what happened.
+ *
+ * One worker per database listed in partoo.database.  Its loop follows
+ * worker_spi: wait on the latch (and here, on libcurl's sockets through
+ * http.c), reset it, reload settings on SIGHUP, then do the work in short
+ * transactions.  A transaction either records finished requests, or
+ * claims new rows, or both; HTTP happens only between transactions, so no
+ * transaction or row lock is ever held while waiting for the network.
+ *
+ * Pipeline: claimed jobs wait in a queue and start as soon as a slot is
+ * free (a slot is freed when its outcome is recorded, within
+ * RECORD_DELAY_MS), so one slow request never holds up the rest and the
+ * slots stay full while the next claim is made.  The worker claims
+ * when it holds no more than partoo.max_in_flight jobs (in flight and
+ * waiting), up to twice that: claims are large (their cost is per
+ * statement, not per row) without leaving slots idle between them, which
+ * matters most when the API is far away.  It sleeps only when nothing is
+ * due (until the earliest run_at, or until partoo_enqueue's commit sets
+ * the latch) or when every account with due rows is out of tokens (until
+ * the first one has some again).
+ *
+ * Nothing another session does stalls the loop.  Claims and recordings
+ * skip the rows another session holds (outbox.c) and come back for them
+ * later; pending webhook events whose bucket an open ingest holds are
+ * applied later (webhook_apply.c, the owed buckets); any other lock wait
+ * is bounded by lock_timeout (LOCK_WAIT_MS) and retried.  And no stall
+ * of the worker's own turns an answered request into a timeout: request
+ * deadlines count only the time spent waiting for the network (http.c).
+ *
+ * Outcomes are row data, never errors (worker_job.c turns a claimed row
+ * into a request, and a response into an outcome).  An ERROR inside the
+ * loop is caught, logged and reported in partoo.worker_status(); the loop
+ * goes on.  A batch whose claim or recording fails is redone row by row,
+ * so that one poison row cannot stop the others: a row that cannot be
+ * claimed becomes dead with the reason; an outcome that cannot be
+ * recorded is recorded later if Partoo accepted the message (its Partoo
+ * id kept in the outbox, action 'record', so that it is never sent
+ * again), and otherwise becomes dead with the reason.
+ *
+ * SIGTERM: no more claims or requests; the statement running, if any, is
+ * canceled (a lock wait, a slow trigger); requests in flight get until
+ * partoo.shutdown_timeout after the signal to finish; what finished is
+ * recorded within the same bound; the rest stays leased for the next
+ * worker.
+ *
+ * Memory: jobs and requests are malloc'd (they live across transactions)
+ * and freed once recorded; everything palloc'd in an iteration lives in a
+ * loop context reset at the top of each iteration.
+ *
+ * src/server/worker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+
+#include "server/partoo.h"
+#include <malloc.h>
+
+#include "access/xact.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#include "core/ratelimit.h"
+#include "http/http.h"
+#include "server/db.h"
+#include "server/store.h"
+#include "server/outbox.h"
+#include "server/worker.h"
+#include "server/worker_job.h"
+#include "server/shmem.h"
+#include "server/webhook.h"
+
+char	   *partoo_databases = NULL;
+int			partoo_batch_size = 500;
+int			partoo_max_in_flight = 64;
+int			partoo_max_attempts = 10;
+int			partoo_retry_base_ms = 1000;
+int			partoo_retry_max_ms = 3600 * 1000;
+int			partoo_lease_s = 120;
+int			partoo_shutdown_timeout_ms = 5000;
+
+/*
+ * Define the worker's settings.
+ * Called once from _PG_init (partoo.c).
+ */
+void
+partoo_worker_define_gucs(void)
+{
+	/*
+	 * NB: PostgreSQL ends the session (FATAL) when a PGC_POSTMASTER setting
+	 * is defined after startup, so this one, which only the workers use,
+	 * exists only when the library is preloaded.  Loaded by one session
+	 * alone, partoo still sends and queues.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("partoo.database",
+								   "Comma-separated list of databases in which a partoo worker drains the outbox.",
+								   "One worker runs per database; an empty list runs none.",
+								   &partoo_databases,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   GUC_LIST_INPUT,
+								   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("partoo.batch_size",
+							"Largest number of outbox rows the worker claims in one transaction.",
+							NULL,
+							&partoo_batch_size,
+							500, 1, 100000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("partoo.max_in_flight",
+							"Largest number of requests the worker has in flight at once.",
+							"Each may hold a connection; keep it well below the open-file limit.",
+							&partoo_max_in_flight,
+							64, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("partoo.max_attempts",
+							"Number of attempts after which a message that keeps failing becomes dead.",
+							NULL,
+							&partoo_max_attempts,
+							10, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("partoo.retry_base",
+							"Base delay of the exponential backoff between attempts.",
+							"The n-th retry waits a random time between zero and min(partoo.retry_max, partoo.retry_base * 2^(n-1)).",
+							&partoo_retry_base_ms,
+							1000, 1, 86400000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("partoo.retry_max",
+							"Longest delay between two attempts of one message.",
+							NULL,
+							&partoo_retry_max_ms,
+							3600 * 1000, 1, 86400000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("partoo.lease",
+							"How long a claimed outbox row stays reserved for the worker that claimed it.",
+							"A row whose worker died is claimed again after this time. Keep it above partoo.timeout.",
+							&partoo_lease_s,
+							120, 5, 86400,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("partoo.shutdown_timeout",
+							"How long a stopping worker waits for requests in flight before abandoning them.",
+							"Abandoned rows are claimed again after their lease expires.",
+							&partoo_shutdown_timeout_ms,
+							5000, 0, 600000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
+
+#define RECORD_DELAY_MS 20		/* longest a finished request waits to be
+								 * recorded while others are in flight */
+#define NEVER INT64_MAX
+/* outcomes waiting to be recorded that trigger a recording transaction */
+#define RECORD_BATCH Max(1, partoo_max_in_flight / 4)
+/* longest the worker waits for a lock before giving up for now */
+#define LOCK_WAIT_MS 100
+/* when to come back for what another session holds: 50 ms, doubling to 2 s */
+#define HELD_RETRY_MIN_MS 50
+#define HELD_RETRY_MAX_MS 2000
+/* the webhook buckets, all owed when a worker starts (webhook_apply.c) */
+#define ALL_BUCKETS (~UINT64CONST(0))
+
+static volatile sig_atomic_t got_sigterm = false;
+static volatile sig_atomic_t in_db_work = false;	/* between begin_txn and
+													 * its commit or abort */
+static volatile int64 sigterm_at_ms = 0;
+static PartooWorkerSlot *slot = NULL;
+static HTAB *accounts = NULL;
+static uint32 accounts_generation = 0;
+static bool accounts_loaded = false;
+static PartooJob **inflight = NULL;	/* jobs whose request is in flight */
+static int	ninflight = 0;
+static PartooJob **results = NULL;	/* finished jobs not yet recorded */
+static int	nresults = 0;
+static PartooJob **fresh = NULL;		/* claimed in the current transaction */
+static int	nfresh = 0;
+static PartooJob **waiting = NULL;	/* claimed, waiting for an in-flight slot */
+static int	nwaiting = 0;
+static int	jobs_cap = 0;
+
+/*
+ * The installation of the extension this worker serves (its pg_extension
+ * oid) and a number that changes each time it goes away.  A job carries
+ * the number it was claimed under: an answer to a request made for a
+ * dropped extension is never recorded into a new one's tables, whose ids
+ * start again at 1.
+ */
+static Oid	served_oid = InvalidOid;
+static uint32 served_generation = 1;
+
+/* outbox rows that could be neither claimed nor put aside: not claimed */
+typedef struct SkippedRow
+{
+	int64		id;
+	int64		until_ms;
+} SkippedRow;
+static SkippedRow *skipped = NULL;
+static int	nskipped = 0;
+static int	skipped_cap = 0;
+
+static int64
+now_ms(void)
+{
+	return partoo_monotonic_us() / 1000;
+}
+
+static int64
+held_retry_ms(int tries)
+{
+	return Min(HELD_RETRY_MAX_MS, (int64) HELD_RETRY_MIN_MS << Min(tries, 10));
+}
+
+/*
+ * SIGTERM.  NB: a statement running now (a lock wait, a slow trigger) is
+ * canceled the way a query cancel is, so that the worker can stop within
+ * partoo.shutdown_timeout; the loop catches the error.  Only while the
+ * worker is inside a transaction (in_db_work): anywhere else a pending
+ * cancel would be thrown at a point that expects none.
+ */
+static void
+handle_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	if (!got_sigterm)
+		sigterm_at_ms = now_ms();	/* clock_gettime is async-signal-safe */
+	got_sigterm = true;
+	if (in_db_work)
+	{
+		QueryCancelPending = true;
+		InterruptPending = true;
+	}
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/* Milliseconds left before partoo.shutdown_timeout after SIGTERM runs out */
+static int64
+shutdown_left_ms(void)
+{
+	return got_sigterm ? sigterm_at_ms + partoo_shutdown_timeout_ms - now_ms() : NEVER;
+}
+
+/* Out of a transaction: forget the cancel SIGTERM may have asked for */
+static void
+leave_db_work(void)
+{
+	in_db_work = false;
+	if (got_sigterm)
+		QueryCancelPending = false;
+}
+
+static void *
+xmalloc0(size_t n)
+{
+	void	   *p = calloc(1, n);
+
+	if (p == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	return p;
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char	   *p;
+
+	if (s == NULL)
+		return NULL;
+	p = strdup(s);
+	if (p == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	return p;
+}
+
+static void
+free_job(PartooJob *job)
+{
+	if (job == NULL)
+		return;
+	partoo_http_request_free(job->req);
+	free(job->account);
+	free(job);
+}
+
+/* Make room for cap jobs in each list; the lists never hold more */
+static void
+ensure_job_lists(int cap)
+{
+	if (cap <= jobs_cap)
+		return;
+	inflight = realloc(inflight, sizeof(PartooJob *) * cap);
+	results = realloc(results, sizeof(PartooJob *) * cap);
+	fresh = realloc(fresh, sizeof(PartooJob *) * cap);
+	waiting = realloc(waiting, sizeof(PartooJob *) * cap);
+	if (!inflight || !results || !fresh || !waiting)
+		ereport(FATAL,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	jobs_cap = cap;
+}
+
+/* Copy s into a fixed buffer of the slot, cut on a character boundary */
+static void
+slot_text(char *dst, size_t size, const char *s)
+{
+	int			len = strlen(s);
+
+	if (len >= (int) size)
+		len = pg_mbcliplen(s, len, (int) size - 1);
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+}
+
+/*
+ * Start a transaction of the worker.  Its lock waits end after
+ * LOCK_WAIT_MS (a lock another session holds is tried again later), and
+ * after SIGTERM when partoo.shutdown_timeout runs out.
+ */
+static void
+begin_txn(const char *activity)
+{
+	char		buf[32];
+	int64		wait_ms = Min(LOCK_WAIT_MS, Max(1, partoo_shutdown_timeout_ms));
+
+	if (got_sigterm)
+		wait_ms = Max(1, Min(wait_ms, shutdown_left_ms()));
+	SetCurrentStatementStartTimestamp();
+	in_db_work = true;
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snprintf(buf, sizeof(buf), "%lld", (long long) wait_ms);
+	(void) set_config_option("lock_timeout", buf, PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+end_txn(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	leave_db_work();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Errors that say nothing about the rows: a lock not available now, a
+ * cancel (SIGTERM, or an administrator's), a deadlock or serialization
+ * failure.  The work is tried again later as it is.
+ */
+static bool
+transient_error(const ErrorData *edata)
+{
+	switch (edata->sqlerrcode)
+	{
+		case ERRCODE_LOCK_NOT_AVAILABLE:
+		case ERRCODE_QUERY_CANCELED:
+		case ERRCODE_T_R_DEADLOCK_DETECTED:
+		case ERRCODE_T_R_SERIALIZATION_FAILURE:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Run fn(arg) in a subtransaction.  Returns NULL, or the error (copied
+ * into the caller's memory context) after rolling the subtransaction
+ * back; either way back in the caller's context and resource owner.
+ */
+static ErrorData *
+in_subxact(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+	return edata;
+}
+
+/*
+ * Log a caught error under msg: its text goes in the detail, its SQLSTATE
+ * stays its own.
+ */
+static void
+log_caught(const ErrorData *edata, const char *msg)
+{
+	ereport(LOG,
+			(errcode(edata->sqlerrcode),
+			 errmsg_internal("%s", msg),
+			 errdetail("The error was: %s.", edata->message ? edata->message : "")));
+}
+
+/* Show an error in partoo.worker_status() */
+static void
+slot_error(const char *message)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot_text(slot->last_error, sizeof(slot->last_error), message);
+	slot->last_error_at = GetCurrentTimestamp();
+	SpinLockRelease(&slot->mutex);
+}
+
+/* ---------------------------------------------------------------------
+ * Accounts: a hash on the account name, of any length
+ * ---------------------------------------------------------------------
+ */
+
+static uint32
+account_hash(const void *key, Size keysize)
+{
+	const char *name = *(const char *const *) key;
+
+	return hash_bytes((const unsigned char *) name, strlen(name));
+}
+
+static int
+account_match(const void *key1, const void *key2, Size keysize)
+{
+	return strcmp(*(const char *const *) key1, *(const char *const *) key2);
+}
+
+static PartooWorkerAccount *
+account_get(const char *name, bool create)
+{
+	PartooWorkerAccount *a;
+	char	   *copy;
+	bool		found;
+
+	a = hash_search(accounts, &name, HASH_FIND, NULL);
+	if (a != NULL || !create)
+		return a;
+	copy = xstrdup(name);
+	a = hash_search(accounts, &copy, HASH_ENTER, &found);
+	a->name = copy;				/* the key: our own copy */
+	a->api_key = NULL;
+	a->base_url = NULL;
+	a->rpm = -1;
+	a->rl = NULL;
+	a->present = false;
+	a->reserved = 0;
+	a->used = 0;
+	return a;
+}
+
+static void
+account_set(PartooWorkerAccount *a, const char *key, const char *base_url, int rpm)
+{
+	int64		now = now_ms();
+
+	free(a->api_key);
+	free(a->base_url);
+	a->api_key = NULL;
+	a->base_url = NULL;
+	a->api_key = xstrdup(key ? key : "");
+	a->base_url = xstrdup(base_url ? base_url : partoo_base_url);
+	if (a->rl == NULL)
+	{
+		a->rl = partoo_ratelimit_create(rpm, 0, now);
+		if (a->rl == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+	}
+	else if (a->rpm != rpm)
+		partoo_ratelimit_configure(a->rl, rpm, 0, now);
+	a->rpm = rpm;
+	a->present = true;
+}
+
+static void
+load_account_cb(const char *name, const char *key, const char *base_url,
+				int rpm, void *arg)
+{
+	account_set(account_get(name, true), key, base_url, rpm);
+}
+
+/* Reload partoo.accounts and the default account from the settings */
+static void
+reload_accounts(void)
+{
+	HASH_SEQ_STATUS seq;
+	PartooWorkerAccount *a;
+	uint32		gen;
+
+	SpinLockAcquire(&slot->mutex);
+	gen = slot->accounts_generation;
+	SpinLockRelease(&slot->mutex);
+
+	hash_seq_init(&seq, accounts);
+	while ((a = hash_seq_search(&seq)) != NULL)
+		a->present = false;
+
+	account_set(account_get("", true), partoo_api_key, partoo_base_url,
+				partoo_requests_per_minute);
+	partoo_outbox_load_accounts(load_account_cb, NULL);
+
+	/* forget accounts that are gone (no job points into the hash) */
+	hash_seq_init(&seq, accounts);
+	while ((a = hash_seq_search(&seq)) != NULL)
+	{
+		char	   *name = a->name;
+
+		if (a->present)
+			continue;
+		free(a->api_key);
+		free(a->base_url);
+		partoo_ratelimit_free(a->rl);
+		hash_search(accounts, &name, HASH_REMOVE, NULL);
+		free(name);
+	}
+	accounts_generation = gen;
+	accounts_loaded = true;
+}
+
+static bool
+accounts_changed(void)
+{
+	uint32		gen;
+
+	SpinLockAcquire(&slot->mutex);
+	gen = slot->accounts_generation;
+	SpinLockRelease(&slot->mutex);
+	return !accounts_loaded || gen != accounts_generation;
+}
+
+/* ---------------------------------------------------------------------
+ * Outcomes
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Add the worker_status() counters of jobs[0..n) to the slot, under its
+ * lock (shmem.c), and clear them so that nothing is counted twice.
+ */
+static void
+count_jobs(PartooJob **jobs, int n)
+{
+	int64		c[PARTOO_JOB_COUNT_RATE_LIMITED + 1];
+	int			i;
+
+	memset(c, 0, sizeof(c));
+	for (i = 0; i < n; i++)
+	{
+		c[jobs[i]->count]++;
+		jobs[i]->count = PARTOO_JOB_COUNT_NONE;
+	}
+	if (n == c[PARTOO_JOB_COUNT_NONE])
+		return;
+	SpinLockAcquire(&slot->mutex);
+	slot->sent += c[PARTOO_JOB_COUNT_SENT];
+	slot->retried += c[PARTOO_JOB_COUNT_RETRIED];
+	slot->failed += c[PARTOO_JOB_COUNT_FAILED];
+	slot->dead += c[PARTOO_JOB_COUNT_DEAD];
+	slot->rejected += c[PARTOO_JOB_COUNT_REJECTED];
+	slot->rate_limited += c[PARTOO_JOB_COUNT_RATE_LIMITED];
+	SpinLockRelease(&slot->mutex);
+}
+
+/* A job with its outcome, to be recorded */
+static void
+add_result(PartooJob *job)
+{
+	job->done_ms = now_ms();
+	job->record_at_ms = job->done_ms;
+	results[nresults++] = job;
+}
+
+/* Take finished requests from the HTTP client */
+static void
+collect(void)
+{
+	PartooHttpRequest *req;
+	int			first = nresults;
+
+	while ((req = partoo_http_next_done()) != NULL)
+	{
+		PartooJob		   *job = (PartooJob *) req->user;
+		int			i = job->inflight_index;
+		PartooWorkerAccount *a = account_get(job->account, false);
+
+		/* swap-remove from the in-flight list */
+		inflight[i] = inflight[--ninflight];
+		inflight[i]->inflight_index = i;
+		if (job->generation != served_generation)
+		{
+			free_job(job);		/* made for a dropped extension */
+			continue;
+		}
+		partoo_job_classify(job, a != NULL ? a->rl : NULL);
+		add_result(job);
+	}
+	count_jobs(results + first, nresults - first);
+}
+
+/*
+ * What the recording of the due results shares with its subtransactions:
+ * the jobs and which of them were recorded.
+ */
+typedef struct RecordBatch
+{
+	PartooJob		  **jobs;
+	int			n;
+	bool	   *recorded;
+} RecordBatch;
+
+static void
+record_batch(void *arg)
+{
+	RecordBatch *b = (RecordBatch *) arg;
+
+	(void) partoo_job_record(b->jobs, b->n, b->recorded);
+}
+
+/* A job not recorded this time: try again after delay_ms */
+static void
+defer_job(PartooJob *job, int64 delay_ms)
+{
+	job->record_tries++;
+	job->record_at_ms = now_ms() + delay_ms;
+}
+
+/* Keep the Partoo id of an accepted message in its outbox row */
+typedef struct KeepAccepted
+{
+	PartooJob		   *job;
+	int64		delay_ms;
+	bool		kept;
+} KeepAccepted;
+
+static void
+keep_accepted(void *arg)
+{
+	KeepAccepted *k = (KeepAccepted *) arg;
+
+	k->kept = partoo_outbox_keep_accepted(k->job->outbox_id, k->job->pid,
+										  k->delay_ms, k->job->record_tries);
+}
+
+/*
+ * A job whose outcome cannot be recorded (its own recording failed with
+ * edata).  If Partoo accepted it, it must end sent with its Partoo id and
+ * never be sent again: the id is kept in its outbox row (a 'record'
+ * action, see outbox.c), or, failing that, in memory, and recorded later.
+ * Otherwise its message becomes dead with the reason; failing that, the
+ * row stays leased and comes back when the lease runs out.  Returns true
+ * when the job is done with (the caller frees it); *soonest gets when a
+ * row kept in the outbox is due.
+ */
+static bool
+unrecordable(PartooJob *job, ErrorData *edata, int64 *soonest)
+{
+	char		msg[200];
+	int64		delay = Min((int64) partoo_retry_max_ms,
+							(int64) Max(1000, partoo_retry_base_ms) << Min(job->record_tries, 16));
+
+	if (partoo_job_accepted(job))
+	{
+		KeepAccepted k;
+		ErrorData  *e2;
+
+		snprintf(msg, sizeof(msg),
+				 "partoo worker could not record the outcome of message %lld, recording it later",
+				 (long long) job->message_id);
+		log_caught(edata, msg);
+		slot_error(edata->message ? edata->message : "");
+		job->record_tries++;
+		k.job = job;
+		k.delay_ms = delay;
+		k.kept = false;
+		/* a retry's id is recorded already; its outcome waits in memory */
+		if (job->has_pid && !job->is_retry)
+		{
+			e2 = in_subxact(keep_accepted, &k);
+			if (e2 != NULL)
+			{
+				log_caught(e2, "partoo worker could not keep the Partoo id of a message in partoo.outbox");
+				FreeErrorData(e2);
+				k.kept = false;
+			}
+		}
+		if (k.kept)
+		{
+			*soonest = Min(*soonest, delay);
+			return true;
+		}
+		job->record_at_ms = now_ms() + delay;
+		return false;
+	}
+
+	snprintf(msg, sizeof(msg),
+			 "partoo worker could not record the outcome of message %lld, marking it dead",
+			 (long long) job->message_id);
+	log_caught(edata, msg);
+	partoo_job_outcome(job, "dead", true, 0, job->new_attempts, 0, job->http,
+					   "could not record outcome: %.500s", edata->message);
+	job->has_pid = false;
+	{
+		RecordBatch b;
+		bool		rec = false;
+		ErrorData  *e2;
+
+		b.jobs = &job;
+		b.n = 1;
+		b.recorded = &rec;
+		e2 = in_subxact(record_batch, &b);
+		if (e2 != NULL)
+		{
+			snprintf(msg, sizeof(msg),
+					 "partoo worker could not mark message %lld dead, it stays leased",
+					 (long long) job->message_id);
+			log_caught(e2, msg);
+			FreeErrorData(e2);
+		}
+		else if (!rec)
+		{
+			defer_job(job, held_retry_ms(job->record_tries));
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Record the finished jobs that are due (record_at_ms), in a
+ * subtransaction.  Outcomes of rows another session holds wait for a
+ * later transaction.  If the batch fails, it is recorded job by job (see
+ * unrecordable()); an error that says nothing about the rows (a lock
+ * timeout, a cancel) leaves them all for later.  The jobs done with are
+ * marked recorded, and freed only once the transaction has committed
+ * (release_recorded).  Returns the earliest delay before a row put back
+ * for a later attempt is due, or NEVER.
+ */
+static int64
+record_results(void)
+{
+	int64		now = now_ms();
+	PartooJob		  **due = palloc(sizeof(PartooJob *) * Max(nresults, 1));
+	bool	   *recorded = palloc0(sizeof(bool) * Max(nresults, 1));
+	bool	   *done = palloc0(sizeof(bool) * Max(nresults, 1));
+	int			ndue = 0;
+	int64		soonest = NEVER;
+	ErrorData  *edata;
+	RecordBatch b;
+	int			i;
+
+	for (i = 0; i < nresults; i++)
+		if (results[i]->record_at_ms <= now && !results[i]->recorded)
+			due[ndue++] = results[i];
+	if (ndue == 0)
+		return NEVER;
+	pgstat_report_activity(STATE_RUNNING, "recording outcomes");
+
+	b.jobs = due;
+	b.n = ndue;
+	b.recorded = recorded;
+	edata = in_subxact(record_batch, &b);
+	if (edata == NULL)
+	{
+		for (i = 0; i < ndue; i++)
+		{
+			if (recorded[i])
+				done[i] = true;
+			else
+				defer_job(due[i], held_retry_ms(due[i]->record_tries));
+		}
+	}
+	else if (transient_error(edata))
+	{
+		log_caught(edata, "partoo worker could not record outcomes now, trying again later");
+		for (i = 0; i < ndue; i++)
+			defer_job(due[i], held_retry_ms(due[i]->record_tries));
+		FreeErrorData(edata);
+	}
+	else
+	{
+		char		msg[120];
+
+		snprintf(msg, sizeof(msg),
+				 "partoo worker could not record a batch of %d outcomes, recording them one by one",
+				 ndue);
+		log_caught(edata, msg);
+		FreeErrorData(edata);
+		for (i = 0; i < ndue; i++)
+		{
+			PartooJob		   *job = due[i];
+
+			if (got_sigterm && shutdown_left_ms() <= 0)
+			{
+				defer_job(job, 0);
+				continue;
+			}
+			b.jobs = &due[i];
+			b.n = 1;
+			b.recorded = &recorded[i];
+			edata = in_subxact(record_batch, &b);
+			if (edata == NULL)
+			{
+				if (recorded[i])
+					done[i] = true;
+				else
+					defer_job(job, held_retry_ms(job->record_tries));
+				continue;
+			}
+			if (transient_error(edata))
+				defer_job(job, held_retry_ms(job->record_tries));
+			else
+				done[i] = unrecordable(job, edata, &soonest);
+			FreeErrorData(edata);
+		}
+	}
+
+	/* freed once the transaction commits (release_recorded) */
+	for (i = 0; i < ndue; i++)
+	{
+		if (!done[i])
+			continue;
+		if (!due[i]->final)
+			soonest = Min(soonest, due[i]->delay_ms);
+		due[i]->recorded = true;
+	}
+	return soonest;
+}
+
+/*
+ * After the commit of a transaction that recorded outcomes: free the jobs
+ * it recorded (or dealt with otherwise), keeping the others in order.
+ */
+static void
+release_recorded(void)
+{
+	int			i,
+				k;
+
+	for (i = 0, k = 0; i < nresults; i++)
+	{
+		if (results[i]->recorded)
+			free_job(results[i]);
+		else
+			results[k++] = results[i];
+	}
+	nresults = k;
+}
+
+/* After an abort: what it recorded was not, and is recorded again */
+static void
+unmark_recorded(void)
+{
+	int			i;
+
+	for (i = 0; i < nresults; i++)
+		results[i]->recorded = false;
+}
+
+/* ---------------------------------------------------------------------
+ * Claims
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * The outbox ids the worker holds (claimed, in flight, or waiting to be
+ * recorded) and those it skips: a claim must not take them again, even
+ * once their lease has run out.
+ */
+static Datum *
+held_ids(int *n)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * (ninflight + nwaiting + nresults + nskipped + 1));
+	int64		now = now_ms();
+	int			k = 0;
+	int			i;
+
+	for (i = 0; i < ninflight; i++)
+		ids[k++] = Int64GetDatum(inflight[i]->outbox_id);
+	for (i = 0; i < nwaiting; i++)
+		ids[k++] = Int64GetDatum(waiting[i]->outbox_id);
+	for (i = 0; i < nresults; i++)
+		ids[k++] = Int64GetDatum(results[i]->outbox_id);
+	for (i = 0; i < nskipped;)
+	{
+		if (skipped[i].until_ms <= now)
+		{
+			skipped[i] = skipped[--nskipped];
+			continue;
+		}
+		ids[k++] = Int64GetDatum(skipped[i].id);
+		i++;
+	}
+	*n = k;
+	return ids;
+}
+
+static void
+skip_row(int64 id, int64 for_ms)
+{
+	if (nskipped == skipped_cap)
+	{
+		int			cap = Max(16, skipped_cap * 2);
+		SkippedRow *p = realloc(skipped, sizeof(SkippedRow) * cap);
+
+		if (p == NULL)
+			return;				/* then it is tried again; no harm */
+		skipped = p;
+		skipped_cap = cap;
+	}
+	skipped[nskipped].id = id;
+	skipped[nskipped].until_ms = now_ms() + for_ms;
+	nskipped++;
+}
+
+/* Jobs for the rows a claim left in SPI_tuptable, into fresh */
+static void
+fill_fresh(uint64 n)
+{
+	uint64		i;
+
+	ensure_job_lists(ninflight + nwaiting + nresults + nfresh + (int) n + 1);
+	for (i = 0; i < n; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		PartooJob		   *job = xmalloc0(sizeof(PartooJob));
+
+		fresh[nfresh++] = job;	/* freed by discard_fresh() on error */
+		job->generation = served_generation;
+		partoo_job_fill(job, t, d, account_get(SPI_getvalue(t, d, 4), false));
+	}
+}
+
+/* Forget the jobs of fresh[first..): their claim was rolled back */
+static void
+discard_fresh_from(int first)
+{
+	while (nfresh > first)
+		free_job(fresh[--nfresh]);
+}
+
+static void
+discard_fresh(void)
+{
+	discard_fresh_from(0);
+}
+
+typedef struct ClaimArgs
+{
+	int			limit;
+	Datum	   *names;
+	Datum	   *quotas;
+	int			nnames;
+	Datum	   *held;
+	int			nheld;
+	int64		id;				/* for a claim of one row */
+	uint64		n;
+} ClaimArgs;
+
+static void
+claim_batch(void *arg)
+{
+	ClaimArgs  *c = (ClaimArgs *) arg;
+
+	c->n = partoo_outbox_claim(c->limit, c->names, c->quotas, c->nnames,
+							   partoo_lease_s, c->held, c->nheld);
+	fill_fresh(c->n);
+}
+
+static uint64 claim_rows(ClaimArgs *c);
+
+static void
+claim_all(void *arg)
+{
+	ClaimArgs  *c = (ClaimArgs *) arg;
+
+	c->n = claim_rows(c);
+}
+
+static void
+claim_one(void *arg)
+{
+	ClaimArgs  *c = (ClaimArgs *) arg;
+
+	c->n = partoo_outbox_claim_id(c->id, partoo_lease_s);
+	fill_fresh(c->n);
+}
+
+typedef struct PoisonRow
+{
+	int64		id;
+	const char *reason;
+	bool		gone;
+} PoisonRow;
+
+static void
+poison_dead(void *arg)
+{
+	PoisonRow  *p = (PoisonRow *) arg;
+
+	p->gone = !partoo_outbox_claim_failed(p->id, p->reason);
+}
+
+static void
+poison_aside(void *arg)
+{
+	PoisonRow  *p = (PoisonRow *) arg;
+
+	partoo_outbox_put_aside(p->id, partoo_retry_max_ms);
+}
+
+/*
+ * An outbox row whose claim failed with edata: its message becomes dead
+ * with the reason, so that the others keep flowing.  Failing that (a
+ * trigger that refuses that too), the row is put aside for
+ * partoo.retry_max; failing that, this worker skips it for as long.
+ */
+static void
+isolate_poison(int64 id, ErrorData *edata)
+{
+	PoisonRow	p;
+	ErrorData  *e2;
+	char		msg[120];
+
+	snprintf(msg, sizeof(msg),
+			 "partoo worker could not claim outbox row %lld, marking its message dead",
+			 (long long) id);
+	log_caught(edata, msg);
+	slot_error(edata->message ? edata->message : "");
+	p.id = id;
+	p.reason = psprintf("could not claim: %.500s", edata->message ? edata->message : "");
+	p.gone = false;
+	e2 = in_subxact(poison_dead, &p);
+	if (e2 == NULL)
+		return;
+	if (transient_error(e2))
+		ReThrowError(e2);
+	log_caught(e2, "partoo worker could not mark the message dead, putting its outbox row aside");
+	FreeErrorData(e2);
+	e2 = in_subxact(poison_aside, &p);
+	if (e2 == NULL)
+		return;
+	if (transient_error(e2))
+		ReThrowError(e2);
+	log_caught(e2, "partoo worker could not put the outbox row aside, skipping it");
+	FreeErrorData(e2);
+	skip_row(id, partoo_retry_max_ms);
+}
+
+/*
+ * Claim what the accounts' quotas allow, in a subtransaction.  If the
+ * claim fails for a reason of its rows (a trigger, bad data), the rows
+ * are claimed one by one, and the one that fails is isolated
+ * (isolate_poison).  An error that says nothing about the rows is thrown.
+ */
+static uint64
+claim_rows(ClaimArgs *c)
+{
+	ErrorData  *edata;
+	int			first = nfresh;
+	uint64		total = 0;
+	uint64		ncand;
+	uint64		i;
+	int64	   *cand;
+
+	edata = in_subxact(claim_batch, c);
+	if (edata == NULL)
+		return c->n;
+	discard_fresh_from(first);
+	if (transient_error(edata))
+		ReThrowError(edata);
+	log_caught(edata, "partoo worker could not claim a batch of outbox rows, claiming them one by one");
+	FreeErrorData(edata);
+
+	ncand = partoo_outbox_claim_candidates(c->limit, c->names, c->quotas, c->nnames,
+										   c->held, c->nheld);
+	cand = palloc(sizeof(int64) * Max(ncand, 1));
+	for (i = 0; i < ncand; i++)
+	{
+		bool		isnull;
+
+		cand[i] = partoo_spi_int64(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+	}
+	for (i = 0; i < ncand; i++)
+	{
+		first = nfresh;
+		c->id = cand[i];
+		edata = in_subxact(claim_one, c);
+		if (edata == NULL)
+		{
+			total += c->n;
+			continue;
+		}
+		discard_fresh_from(first);
+		if (transient_error(edata))
+			ReThrowError(edata);
+		isolate_poison(cand[i], edata);
+		FreeErrorData(edata);
+	}
+	return total;
+}
+
+/*
+ * Claim up to limit rows in the current transaction, taking rate-limit
+ * tokens for them: each account may take what its bucket holds now, and
+ * the accounts are offered in an order that rotates from one claim to the
+ * next so that none is always served last.  Returns the number claimed;
+ * *next_ms gets how long until a claim may find more (0: at once, NEVER:
+ * only on a wake-up).
+ */
+static int
+claim(int limit, int64 *next_ms)
+{
+	static uint32 rotation = 0;
+	static int	held_tries = 0;
+	HASH_SEQ_STATUS seq;
+	PartooWorkerAccount *a;
+	long		nacc = hash_get_num_entries(accounts);
+	PartooWorkerAccount **all = palloc(sizeof(PartooWorkerAccount *) * (nacc + 1));
+	Datum	   *names = palloc(sizeof(Datum) * (nacc + 1));
+	Datum	   *quotas = palloc(sizeof(Datum) * (nacc + 1));
+	Datum	   *open = palloc(sizeof(Datum) * (nacc + 1));
+	int			nall = 0;
+	int			nnames = 0;
+	int			nopen = 0;
+	int64		now = now_ms();
+	int64		token_wait = NEVER;
+	uint64		n;
+	int			first = nfresh;
+	int			k;
+	StringInfoData paused;
+	ClaimArgs	c;
+	ErrorData  *failed = NULL;
+
+	initStringInfo(&paused);
+	pgstat_report_activity(STATE_RUNNING, "claiming outbox rows");
+
+	hash_seq_init(&seq, accounts);
+	while ((a = hash_seq_search(&seq)) != NULL)
+		all[nall++] = a;
+
+	for (k = 0; k < nall; k++)
+	{
+		int64		paused_until;
+		int64		wait = 0;
+
+		a = all[(k + rotation) % nall];
+		paused_until = partoo_ratelimit_paused_until(a->rl);
+		a->reserved = 0;
+		a->used = 0;
+		if (paused_until > now)
+		{
+			appendStringInfo(&paused, "%s%s (%lld s)", paused.len ? ", " : "",
+							 a->name[0] ? a->name : "(default)",
+							 (long long) ((paused_until - now + 999) / 1000));
+			wait = paused_until - now;
+		}
+		else if (a->rpm == 0)
+			a->reserved = limit;
+		else
+		{
+			while (a->reserved < limit &&
+				   (wait = partoo_ratelimit_acquire(a->rl, now)) == 0)
+				a->reserved++;
+		}
+		if (a->reserved == 0)
+			token_wait = Min(token_wait, Max(wait, 1));
+		else
+		{
+			names[nnames] = CStringGetTextDatum(a->name);
+			quotas[nnames++] = Int32GetDatum(a->reserved);
+		}
+	}
+	rotation++;
+	SpinLockAcquire(&slot->mutex);
+	slot_text(slot->paused, sizeof(slot->paused), paused.data);
+	SpinLockRelease(&slot->mutex);
+
+	n = 0;
+	if (nnames > 0)
+	{
+		memset(&c, 0, sizeof(c));
+		c.limit = limit;
+		c.names = names;
+		c.quotas = quotas;
+		c.nnames = nnames;
+		c.held = held_ids(&c.nheld);
+
+		/*
+		 * In a subtransaction of its own, so that a claim that fails (a
+		 * lock it could not have, a bug) does not take the outcomes this
+		 * transaction recorded with it.
+		 */
+		failed = in_subxact(claim_all, &c);
+		if (failed != NULL)
+		{
+			discard_fresh_from(first);
+			if (failed->sqlerrcode != ERRCODE_QUERY_CANCELED)
+			{
+				log_caught(failed, "partoo worker could not claim outbox rows, trying again later");
+				if (!transient_error(failed))
+					slot_error(failed->message ? failed->message : "");
+			}
+		}
+		else
+			n = c.n;
+	}
+
+	/* the tokens each account used */
+	for (k = first; k < nfresh; k++)
+	{
+		a = account_get(fresh[k]->account, false);
+		if (a != NULL && a->reserved > a->used)
+			a->used++;			/* paid for by a reserved token */
+	}
+
+	/*
+	 * Give back the tokens not used.  Accounts that used all they had may
+	 * have more rows due, but get tokens back only later; the others tell
+	 * when their next row is due.
+	 */
+	for (k = 0; k < nall; k++)
+	{
+		int			had;
+
+		a = all[k];
+		had = a->reserved;
+		if (a->rpm > 0)
+		{
+			while (a->reserved > a->used)
+			{
+				partoo_ratelimit_release(a->rl, now);
+				a->reserved--;
+			}
+		}
+		if (had == 0)
+			continue;			/* paused or out of tokens: token_wait */
+		if (a->rpm > 0 && a->used == had)
+		{
+			int64		w = partoo_ratelimit_acquire(a->rl, now);
+
+			if (w == 0)
+			{
+				partoo_ratelimit_release(a->rl, now);
+				w = 1;
+			}
+			token_wait = Min(token_wait, w);
+			continue;
+		}
+		open[nopen++] = CStringGetTextDatum(a->name);
+	}
+
+	if (failed != NULL)
+	{
+		*next_ms = transient_error(failed) ? held_retry_ms(held_tries++) : 1000;
+		FreeErrorData(failed);
+	}
+	else if ((int) n >= limit)
+	{
+		*next_ms = 0;
+		held_tries = 0;
+	}
+	else
+	{
+		int64		due = partoo_outbox_next_due_ms(open, nopen);
+
+		/*
+		 * Rows due now that this claim did not take are held by another
+		 * session (locked, or their message is), or by this worker: come
+		 * back for them a little later, not at once.
+		 */
+		if (due == 0)
+			due = held_retry_ms(held_tries++);
+		else
+			held_tries = 0;
+		*next_ms = Min(due < 0 ? NEVER : due, token_wait);
+	}
+	return (int) n;
+}
+
+/*
+ * Start waiting jobs, oldest first, while slots are free.  NB: a finished
+ * request keeps its slot until its outcome is recorded, so that no more
+ * than partoo.max_in_flight messages are ever sent and not yet recorded:
+ * those are the ones a crash sends twice.  (Measured: no slower, since
+ * outcomes are recorded within RECORD_DELAY_MS anyway.)  Except an
+ * outcome put off (its row held by another session, or its recording
+ * failed): it gives its slot up, or a session that holds as many messages
+ * as there are slots would stop all sending.
+ */
+static void
+start_waiting(void)
+{
+	int			started = 0;
+	int			busy = ninflight;
+	int			i;
+
+	for (i = 0; i < nresults; i++)
+		if (results[i]->record_tries == 0)
+			busy++;
+	while (started < nwaiting && busy + started < partoo_max_in_flight)
+	{
+		PartooJob		   *job = waiting[started++];
+
+		job->inflight_index = ninflight;
+		inflight[ninflight++] = job;
+		partoo_http_start(job->req, partoo_timeout_ms, partoo_connect_timeout_ms);
+	}
+	if (started > 0)
+	{
+		nwaiting -= started;
+		memmove(waiting, waiting + started, sizeof(PartooJob *) * nwaiting);
+	}
+}
+
+/* Queue freshly claimed jobs (after their commit) and start what fits */
+static void
+start_fresh(void)
+{
+	int			first = nresults;
+	int			i;
+
+	for (i = 0; i < nfresh; i++)
+	{
+		PartooJob		   *job = fresh[i];
+
+		if (job->req == NULL)
+			add_result(job);	/* outcome known without a request */
+		else
+			waiting[nwaiting++] = job;
+	}
+	nfresh = 0;
+	count_jobs(results + first, nresults - first);
+	start_waiting();
+}
+
+/* ---------------------------------------------------------------------
+ * The loop
+ * ---------------------------------------------------------------------
+ */
+
+static void
+clear_slot(int code, Datum arg)
+{
+	if (slot == NULL)
+		return;
+	SpinLockAcquire(&slot->mutex);
+	slot->pid = 0;
+	slot->latch = NULL;
+	slot->in_flight = 0;
+	SpinLockRelease(&slot->mutex);
+}
+
+/* An error caught by the loop: logged, and shown in worker_status() */
+static void
+report_error(void)
+{
+	ErrorData  *edata;
+
+	edata = CopyErrorData();
+	FlushErrorState();
+	slot_error(edata->message ? edata->message : "");
+	log_caught(edata, "partoo worker caught an error and continues");
+	FreeErrorData(edata);
+}
+
+/*
+ * The extension we served is gone (DROP EXTENSION, perhaps followed by a
+ * new CREATE EXTENSION): forget everything claimed from it.  Answers not
+ * recorded yet are thrown away, and so will be those of the requests still
+ * in flight (collect()); nothing was recorded for them and their tables
+ * are gone.  Says so in one line.
+ */
+static void
+forget_extension(void)
+{
+	int			discarded = nresults + nwaiting;
+	int			in_flight = ninflight;
+
+	while (nresults > 0)
+		free_job(results[--nresults]);
+	while (nwaiting > 0)
+		free_job(waiting[--nwaiting]);
+	discard_fresh();
+	nskipped = 0;
+	served_generation++;
+	served_oid = InvalidOid;
+	accounts_loaded = false;
+	ereport(LOG,
+			(errmsg("partoo worker stopped serving database \"%s\": extension partoo was dropped",
+					slot->dbname),
+			 errdetail("%d claimed messages and the answers of %d requests in flight are discarded; the worker waits for CREATE EXTENSION partoo.",
+					   discarded, in_flight)));
+}
+
+/*
+ * Take the worker's lock on its database, without waiting: another
+ * partoo worker for this database may still be exiting (a restart racing
+ * with its predecessor).  A session lock, gone with the process.  NB: the
+ * two-key form with partoo's own class id (PARTOO_LOCK_CLASS_ID), so that
+ * no application's pg_advisory_lock(bigint) can collide with it.
+ */
+static bool
+take_database_lock(void)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, PARTOO_LOCK_CLASS_ID,
+						 PARTOO_LOCK_WORKER, 2);
+	return LockAcquire(&tag, ExclusiveLock, true, true) != LOCKACQUIRE_NOT_AVAIL;
+}
+
+/* Apply the pending webhook events of the owed buckets in *arg */
+static void
+apply_owed(void *arg)
+{
+	uint64	   *mask = (uint64 *) arg;
+
+	*mask = partoo_webhook_apply_owed(*mask);
+}
+
+/*
+ * SIGTERM: claim nothing more, start nothing more, give requests in
+ * flight until partoo.shutdown_timeout after the signal, and record what
+ * finished within the same bound (its statements are canceled when the
+ * time is up).  Requests still running and waiting jobs are abandoned:
+ * their rows stay leased and the next worker makes them due again.
+ */
+static void
+shutdown_worker(void)
+{
+	int			i;
+
+	while (ninflight > 0 && shutdown_left_ms() > 0)
+	{
+		int			rc = partoo_http_wait((long) shutdown_left_ms());
+
+		if (rc & PARTOO_WAKE_LATCH)
+			ResetLatch(MyLatch);
+		collect();
+	}
+	while (ninflight > 0)
+		free_job(inflight[--ninflight]);
+	while (nwaiting > 0)
+		free_job(waiting[--nwaiting]);
+	discard_fresh();
+	if (nresults > 0)
+	{
+		for (i = 0; i < nresults; i++)
+			results[i]->record_at_ms = 0;
+		PG_TRY();
+		{
+			begin_txn("recording outcomes before exit");
+			enable_timeout_after(STATEMENT_TIMEOUT, (int) Max(1, Min(shutdown_left_ms(), INT_MAX)));
+			(void) record_results();
+			disable_timeout(STATEMENT_TIMEOUT, false);
+			end_txn();
+			release_recorded();
+		}
+		PG_CATCH();
+		{
+			disable_timeout(STATEMENT_TIMEOUT, false);
+			HOLD_INTERRUPTS();
+			report_error();
+			AbortOutOfAnyTransaction();
+			leave_db_work();
+			RESUME_INTERRUPTS();
+		}
+		PG_END_TRY();
+	}
+	ereport(LOG,
+			(errmsg("partoo worker for database \"%s\" stopped", slot->dbname)));
+	proc_exit(1);				/* restarted after bgw_restart_time if the
+								 * server keeps running */
+}
+
+/*
+ * When the results want recording: *need when due ones should be
+ * recorded now; returns the delay until they should (-1: no results).
+ */
+static long
+results_timing(int64 now, bool *need)
+{
+	int64		oldest_due = NEVER;
+	int64		next = NEVER;
+	int			ndue = 0;
+	int			i;
+
+	*need = false;
+	for (i = 0; i < nresults; i++)
+	{
+		int64		at = results[i]->record_at_ms;
+
+		if (results[i]->recorded)
+			continue;
+		if (at <= now)
+		{
+			ndue++;
+			oldest_due = Min(oldest_due, at);
+		}
+		else
+			next = Min(next, at);
+	}
+	if (ndue > 0)
+	{
+		*need = ninflight == 0 || ndue >= RECORD_BATCH ||
+			now - oldest_due >= RECORD_DELAY_MS;
+		next = Min(next, oldest_due + RECORD_DELAY_MS);
+	}
+	if (next == NEVER)
+		return -1;
+	return (long) Max(0, next - now);
+}
+
+void
+partoo_worker_main(Datum main_arg)
+{
+	int			index = DatumGetInt32(main_arg);
+	MemoryContext loop_cxt;
+	HASHCTL		ctl;
+	volatile bool ready = false;
+	volatile bool locked = false;
+	volatile int64 next_claim_at = 0;
+	volatile uint64 owed = ALL_BUCKETS; /* webhook buckets owed a pass */
+	volatile int64 owed_at = 0;
+	volatile int owed_tries = 0;
+
+	slot = partoo_slot(index);
+	if (slot == NULL)
+		ereport(FATAL,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("partoo worker started without shared memory")));
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, handle_sigterm);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(slot->dbname, NULL, 0);
+	pgstat_report_appname("partoo worker");
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+
+	SpinLockAcquire(&slot->mutex);
+	slot->pid = MyProcPid;
+	slot->latch = MyLatch;
+	slot->dboid = MyDatabaseId;
+	slot->in_flight = 0;
+	slot->started_at = GetCurrentTimestamp();
+	SpinLockRelease(&slot->mutex);
+	before_shmem_exit(clear_slot, (Datum) 0);
+
+	/*
+	 * NB: every iteration allocates and frees the same few megabytes
+	 * (batches, SPI results, executor state).  glibc's default adaptive
+	 * thresholds hand that memory back to the kernel at each free and
+	 * fault it in again at the next allocation: that cost the worker a
+	 * tenth of its CPU (page faults and brk, measured with perf).  Keep up
+	 * to 64 MB of free heap instead; a steady size, not a growing one.
+	 */
+#ifdef M_TRIM_THRESHOLD
+	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+	mallopt(M_MMAP_THRESHOLD, 16 * 1024 * 1024);
+#endif
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "partoo worker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(PartooWorkerAccount);
+	ctl.hash = account_hash;
+	ctl.match = account_match;
+	accounts = hash_create("partoo accounts", 64, &ctl,
+						   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE);
+	ensure_job_lists(Max(partoo_max_in_flight, partoo_batch_size) * 2 + 16);
+
+	ereport(LOG,
+			(errmsg("partoo worker started for database \"%s\"", slot->dbname)));
+
+	while (!got_sigterm)
+	{
+		volatile long timeout = -1;
+		int			rc;
+
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+
+		PG_TRY();
+		{
+			int64		now;
+			bool		need_record;
+			bool		can_claim;
+			bool		need_owed;
+			long		t;
+
+			CHECK_FOR_INTERRUPTS();
+			if (ConfigReloadPending)
+			{
+				ConfigReloadPending = false;
+				ProcessConfigFile(PGC_SIGHUP);
+				accounts_loaded = false;	/* the default account may change */
+				next_claim_at = 0;
+			}
+			now = now_ms();
+
+			if (!ready)
+			{
+				bool		installed;
+				Oid			oid;
+
+				begin_txn("starting");
+				oid = partoo_outbox_extension_oid();
+				installed = OidIsValid(oid);
+				if (installed && !locked)
+					locked = take_database_lock();
+				if (installed && locked)
+				{
+					uint64		n = partoo_outbox_recover();
+
+					if (n > 0)
+						ereport(LOG,
+								(errmsg("partoo worker made %llu rows leased by a previous worker due again",
+										(unsigned long long) n)));
+				}
+				end_txn();
+				ready = installed && locked;
+				if (ready)
+					served_oid = oid;
+				if (!ready)
+					timeout = 10000;	/* CREATE EXTENSION partoo not run yet,
+										 * or another worker still here */
+			}
+
+			if (ready)
+			{
+				collect();
+				start_waiting();
+				t = results_timing(now, &need_record);
+				can_claim = ninflight + nwaiting <= partoo_max_in_flight &&
+					now >= next_claim_at;
+				owed |= partoo_take_owed_pending(slot);
+				need_owed = owed != 0 && now >= owed_at;
+
+				if (need_record || can_claim || need_owed || accounts_changed())
+				{
+					begin_txn("partoo worker");
+					if (partoo_outbox_extension_oid() != served_oid)
+					{
+						/* dropped, perhaps created again: start over */
+						end_txn();
+						forget_extension();
+						ready = false;
+						next_claim_at = 0;
+						t = 0;
+					}
+					else
+					{
+						/*
+						 * A transaction that only claims need not wait for its
+						 * WAL flush: if a crash loses it, its rows are simply
+						 * still due, just as partoo_outbox_recover makes leased
+						 * rows due again at start.  Waiting put an fsync between
+						 * every enqueue's commit and its request.  Outcomes stay
+						 * synchronous: losing one would re-send a sent message.
+						 */
+						if (!need_record)
+							(void) set_config_option("synchronous_commit", "off",
+													 PGC_SUSET, PGC_S_SESSION,
+													 GUC_ACTION_LOCAL, true, 0, false);
+						if (accounts_changed())
+							reload_accounts();
+						if (need_record)
+						{
+							int64		soonest = record_results();
+
+							/* a row put back for a later attempt is due then */
+							if (soonest != NEVER)
+								next_claim_at = Min(next_claim_at, now + soonest);
+						}
+						if (need_owed && !got_sigterm)
+						{
+							uint64		todo = owed;
+							ErrorData  *edata;
+
+							owed = 0;
+							edata = in_subxact(apply_owed, &todo);
+							if (edata != NULL)
+							{
+								if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+									log_caught(edata, "partoo worker could not apply pending webhook events, trying again later");
+								FreeErrorData(edata);
+							}
+							owed |= todo;
+							if (owed != 0)
+								owed_at = now + held_retry_ms(owed_tries++);
+							else
+								owed_tries = 0;
+						}
+						if (can_claim && !got_sigterm)
+						{
+							int64		next_ms;
+							int			limit = Min(partoo_batch_size,
+													2 * partoo_max_in_flight - ninflight - nwaiting);
+
+							(void) claim(limit, &next_ms);
+							next_claim_at = (next_ms == NEVER) ? NEVER : now + next_ms;
+						}
+						end_txn();
+						release_recorded();
+						start_fresh();
+						t = results_timing(now_ms(), &need_record);
+					}
+				}
+
+				/* how long may we sleep? */
+				timeout = t;
+				if (ninflight + nwaiting <= partoo_max_in_flight && next_claim_at != NEVER)
+				{
+					long		c = (long) Max(0, next_claim_at - now_ms());
+
+					timeout = (timeout < 0) ? c : Min(timeout, c);
+				}
+				if (owed != 0)
+				{
+					long		o = (long) Max(0, owed_at - now_ms());
+
+					timeout = (timeout < 0) ? o : Min(timeout, o);
+				}
+			}
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(loop_cxt);
+			HOLD_INTERRUPTS();
+			report_error();
+			AbortOutOfAnyTransaction();
+			leave_db_work();
+			RESUME_INTERRUPTS();
+			unmark_recorded();
+			discard_fresh();
+			pgstat_report_activity(STATE_IDLE, NULL);
+			timeout = 1000;
+			next_claim_at = 0;
+		}
+		PG_END_TRY();
+
+		SpinLockAcquire(&slot->mutex);
+		slot->in_flight = ninflight;
+		SpinLockRelease(&slot->mutex);
+
+		if (got_sigterm)
+			break;
+		rc = partoo_http_wait(timeout);
+		if (rc & PARTOO_WAKE_LATCH)
+		{
+			ResetLatch(MyLatch);
+			next_claim_at = 0;	/* an enqueue committed, or a signal */
+		}
+	}
+
+	shutdown_worker();
+}
+
+/*
+ * Register one worker per database of partoo.database; called from
+ * _PG_init while preloading.
+ */
+void
+partoo_worker_register(void)
+{
+	char	   *rawstring = pstrdup(partoo_databases ? partoo_databases : "");
+	List	   *names = NIL;
+	int			i;
+
+	if (!SplitIdentifierString(rawstring, ',', &names))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid list syntax in parameter \"partoo.database\"")));
+	if (list_length(names) > PARTOO_MAX_WORKERS)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("partoo.database names %d databases, more than the limit of %d",
+						list_length(names), PARTOO_MAX_WORKERS)));
+
+	partoo_shmem_init(list_length(names));
+	partoo_worker_names = names;
+	for (i = 0; i < list_length(names); i++)
+	{
+		BackgroundWorker worker;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 5;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "partoo");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "partoo_worker_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "partoo worker");
+		snprintf(worker.bgw_type, BGW_MAXLEN, "partoo worker");
+		worker.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&worker);
+	}
+}
