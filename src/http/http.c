@@ -45,7 +45,7 @@
  *-------------------------------------------------------------------------
  */
 
-#include "server/partoo.h"
+#include "postgres.h"
 #include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,12 +54,13 @@
 
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
-#include "utils/guc.h"
 
 #include "core/message.h"
 #include "http/http.h"
+#include "server/compat.h"	/* the one server header: PostgreSQL version shims */
 
 char	   *partoo_ca_file = NULL;
 int			partoo_timeout_ms = 10000;
