@@ -59,11 +59,14 @@ static const PartooUploadInfo image_upload = {
  * The content types, indexed by PartooContentType.
  *
  * To add a content type, add an entry here and its value to the enum in
- * core/content_type.h (same position; PARTOO_NUM_CONTENT_TYPES counts
- * them).  Nothing else is needed for a type given by URL or as text.  A
- * second type with an upload also needs the texts about uploads in
- * validate.c's check_upload() reviewed: they speak of images, since Image
- * is the only one today.
+ * core/content_type.h (at the same position; PARTOO_NUM_CONTENT_TYPES
+ * counts them).  For a type given by URL that is all the C code needs;
+ * then document it in README.md (the content_type table of partoo_send)
+ * and teach the mock server (test/mock/partoo_mock.c) to accept it.  A
+ * second type with an upload would also need the words about uploads in
+ * validate.c (check_media, check_upload) reviewed: they speak of an image,
+ * since Image is the only type with an upload today, as do PartooMessage's
+ * upload fields (image, image_len).
  *
  * Channels: the seed lists Facebook, Instagram, SMS and Whatsapp; Google
  * is absent, so we take the conservative reading and allow only Text

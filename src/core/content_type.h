@@ -47,8 +47,9 @@ typedef enum PartooContentType
 
 /*
  * How the JSON body of POST /messages carries the message's payload, after
- * "conversation_id" and "content_type" and before "date" (DESIGN.md
- * section 5).  An upload is always multipart/form-data instead.
+ * "conversation_id" and "content_type" and before "date" (the seed
+ * partoo-send-message.md; README.md, partoo_send).  An upload is always
+ * multipart/form-data instead.
  */
 typedef enum PartooBodyShape
 {
@@ -150,7 +151,7 @@ typedef enum PartooContentTypeFilter
 	PARTOO_CT_LIST_URL_ONLY		/* media without an upload */
 } PartooContentTypeFilter;
 
-/* Room for a list of every name, whatever the separators */
+/* Room for a list of every name (test_protocol checks that it fits) */
 #define PARTOO_CT_LIST_BUFLEN		96
 
 /*

@@ -6,12 +6,13 @@
  * One function turns a validated PartooMessage into the exact bytes of a
  * POST /messages body: JSON for Text and for media given by URL (three
  * different shapes, see DESIGN.md section 5), multipart/form-data for an
- * uploaded image.  Which shape, and what an upload's file part says, come
- * from the content type's entry in content_type.c.  The body is complete and self-contained: the caller
- * sends data[0..len) with the given Content-Type and frees it with
- * partoo_body_free().  The output is a pure function of the message, so
- * the same message always yields the same bytes (the multipart boundary
- * included), which keeps tests and the mock server's checks exact.
+ * uploaded image; which shape, and what an upload's file part says, come
+ * from the content type's entry in content_type.c.  The body is complete
+ * and self-contained: the caller sends data[0..len) with the given
+ * Content-Type and frees it with partoo_body_free().  The output is a pure
+ * function of the message, so the same message always yields the same
+ * bytes (the multipart boundary included), which keeps tests and the mock
+ * server's checks exact.
  *
  * NB: conversation_id is printed from the int64 itself, never through a
  * double, since cJSON numbers are doubles and would round ids above 2^53.
