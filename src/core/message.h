@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * message.h
- *		A message as the API knows it: content types, channels, limits,
- *		validation, text sanitising, dates, request bodies and paths
- *		(validate.c, request.c).
+ *		A message as the API knows it: channels, limits, validation, text
+ *		sanitising, dates, request bodies and paths (validate.c,
+ *		request.c).  Content types are described in core/content_type.h.
  *
  * Part of the protocol core (src/core/): plain C99 on top of libc, cJSON
  * and libcrypto, never postgres.h, so that it is unit-tested and fuzzed
@@ -22,25 +22,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Limits from the API documentation (shared/seeds/partoo-send-message.md) */
-#define PARTOO_IMAGE_MAX_BYTES		(5 * 1024 * 1024)
-#define PARTOO_VIDEO_MAX_BYTES		(16 * 1024 * 1024)
-#define PARTOO_AUDIO_MAX_BYTES		(16 * 1024 * 1024)
-#define PARTOO_DOCUMENT_MAX_BYTES	(100 * 1024 * 1024)
+#include "core/content_type.h"
+
 /* Our own limits */
 #define PARTOO_URL_MAX_BYTES		2048
-#define PARTOO_TEXT_MAX_BYTES		(64 * 1024)
 #define PARTOO_FILENAME_MAX_BYTES	255
-
-typedef enum PartooContentType
-{
-	PARTOO_CT_INVALID = -1,
-	PARTOO_CT_TEXT = 0,
-	PARTOO_CT_IMAGE,
-	PARTOO_CT_VIDEO,
-	PARTOO_CT_AUDIO,
-	PARTOO_CT_DOCUMENT
-} PartooContentType;
 
 typedef enum PartooChannel
 {
@@ -54,13 +40,12 @@ typedef enum PartooChannel
 } PartooChannel;
 
 /*
- * Names are matched case-insensitively; the *_name() functions give the
- * canonical spelling the API uses ("Text", "Whatsapp", ...).  NULL maps to
- * PARTOO_CT_INVALID and PARTOO_CH_NONE respectively.
+ * Names are matched case-insensitively (ASCII only, partoo_ascii_caseeq);
+ * partoo_channel_name() gives the canonical spelling the API uses
+ * ("Whatsapp", ...).  NULL maps to PARTOO_CH_NONE.  The content types'
+ * names are in core/content_type.h.
  */
 extern bool partoo_ascii_caseeq(const char *a, const char *b);
-extern PartooContentType partoo_content_type_from_name(const char *name);
-extern const char *partoo_content_type_name(PartooContentType ct);
 extern PartooChannel partoo_channel_from_name(const char *name);
 extern const char *partoo_channel_name(PartooChannel ch);
 
@@ -167,10 +152,11 @@ typedef struct PartooBody
 } PartooBody;
 
 /*
- * Build the POST /messages body for a validated message: JSON for Text,
- * Image-by-URL (top-level "url"), Audio/Video/Document ("content":
- * {"url": ...}); multipart/form-data with parts conversation_id,
- * content_type, date and a file part "image" for an uploaded image.
+ * Build the POST /messages body for a validated message: JSON in the
+ * content type's PartooBodyShape (today Text: "content"; Image by URL:
+ * top-level "url"; Audio/Video/Document: "content": {"url": ...}), or for
+ * an upload multipart/form-data with parts conversation_id, content_type,
+ * date and the content type's file part ("image" for an uploaded image).
  * Returns 0 on success, -1 on failure (out of memory, or a message that
  * would not validate), with out zeroed.  Free with partoo_body_free().
  */

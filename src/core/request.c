@@ -6,11 +6,13 @@
  * One function turns a validated PartooMessage into the exact bytes of a
  * POST /messages body: JSON for Text and for media given by URL (three
  * different shapes, see DESIGN.md section 5), multipart/form-data for an
- * uploaded image.  The body is complete and self-contained: the caller
- * sends data[0..len) with the given Content-Type and frees it with
- * partoo_body_free().  The output is a pure function of the message, so
- * the same message always yields the same bytes (the multipart boundary
- * included), which keeps tests and the mock server's checks exact.
+ * uploaded image; which shape, and what an upload's file part says, come
+ * from the content type's entry in content_type.c.  The body is complete
+ * and self-contained: the caller sends data[0..len) with the given
+ * Content-Type and frees it with partoo_body_free().  The output is a pure
+ * function of the message, so the same message always yields the same
+ * bytes (the multipart boundary included), which keeps tests and the mock
+ * server's checks exact.
  *
  * NB: conversation_id is printed from the int64 itself, never through a
  * double, since cJSON numbers are doubles and would round ids above 2^53.
@@ -72,9 +74,33 @@ take_cjson_string(char *printed, size_t *len)
 }
 
 /*
- * Build the JSON body.  Members are added in the order the API documents
- * them, so the text is predictable: conversation_id, content_type, then
- * content or url, then date.
+ * Add the message's payload to the JSON body, in the shape its content
+ * type's entry names.  Returns false when out of memory.
+ */
+static bool
+add_payload(cJSON *root, const PartooMessage *m)
+{
+	cJSON	   *content;
+
+	switch (partoo_content_type_info(m->content_type)->shape)
+	{
+		case PARTOO_BODY_TEXT:
+			return cJSON_AddStringToObject(root, "content", m->content) != NULL;
+		case PARTOO_BODY_URL:
+			return cJSON_AddStringToObject(root, "url", m->url) != NULL;
+		case PARTOO_BODY_CONTENT_URL:
+			content = cJSON_AddObjectToObject(root, "content");
+			return content != NULL &&
+				cJSON_AddStringToObject(content, "url", m->url) != NULL;
+	}
+	return false;
+}
+
+/*
+ * Build the JSON body of a validated message.  Members are added in the
+ * order the API documents them, so the text is predictable:
+ * conversation_id, content_type, then the payload (content or url), then
+ * date.
  */
 static int
 build_json(const PartooMessage *m, PartooBody *out)
@@ -98,16 +124,7 @@ build_json(const PartooMessage *m, PartooBody *out)
 	ok = ok && cJSON_AddStringToObject(root, "content_type",
 									   partoo_content_type_name(m->content_type)) != NULL;
 
-	if (ok && m->content_type == PARTOO_CT_TEXT)
-		ok = cJSON_AddStringToObject(root, "content", m->content) != NULL;
-	else if (ok && m->content_type == PARTOO_CT_IMAGE)
-		ok = cJSON_AddStringToObject(root, "url", m->url) != NULL;
-	else if (ok)
-	{
-		item = cJSON_AddObjectToObject(root, "content");
-		ok = item != NULL && cJSON_AddStringToObject(item, "url", m->url) != NULL;
-	}
-
+	ok = ok && add_payload(root, m);
 	ok = ok && cJSON_AddStringToObject(root, "date", m->date) != NULL;
 
 	printed = ok ? cJSON_PrintUnformatted(root) : NULL;
@@ -221,54 +238,29 @@ make_boundary(const PartooMessage *m, const char *id, const char *filename,
 }
 
 /*
- * Build the multipart/form-data body of an uploaded image (RFC 7578):
- * CRLF line ends, each part's content followed by CRLF and the next
- * delimiter, a closing delimiter with "--".  The file part's name and
- * type come from the magic bytes unless the caller named the file; the
- * Content-Type always follows the bytes, since Partoo looks at it.
+ * What the file part of an upload says about the file: its Content-Type
+ * always follows the magic bytes, since Partoo looks at it; its file name
+ * is the caller's, or else the format's default.
  */
-static int
-build_multipart(const PartooMessage *m, PartooBody *out)
+static void
+describe_upload(const PartooMessage *m, const PartooUploadInfo *upload,
+				const char **mime, const char **filename)
 {
-	const char *filename = m->filename;
-	const char *mime;
-	char		id[32];
-	char		boundary[BOUNDARY_LEN + 1];
-	char	   *head;
-	char	   *tail;
-	int			headlen;
-	int			taillen;
-	size_t		total;
-	static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
+	const PartooFileSignature *format;
 
-	if (m->image_len >= 3 && m->image[0] == 0xFF && m->image[1] == 0xD8 &&
-		m->image[2] == 0xFF)
-	{
-		mime = "image/jpeg";
-		if (filename == NULL)
-			filename = "image.jpg";
-	}
-	else if (m->image_len >= 8 && memcmp(m->image, png_sig, 8) == 0)
-	{
-		mime = "image/png";
-		if (filename == NULL)
-			filename = "image.png";
-	}
-	else
-	{
-		mime = "application/octet-stream";
-		if (filename == NULL)
-			filename = "image.bin";
-	}
+	format = partoo_upload_format(upload, m->image, m->image_len);
+	if (format == NULL)
+		format = &upload->other;
+	*mime = format->mime;
+	*filename = m->filename != NULL ? m->filename : format->default_filename;
+}
 
-	snprintf(id, sizeof(id), "%" PRId64, m->conversation_id);
-	if (!make_boundary(m, id, filename, boundary))
-		return -1;
-
-	/*
-	 * Everything before the image bytes and everything after them, printed
-	 * once to learn their lengths and once into the body.
-	 */
+/*
+ * Everything before the uploaded bytes and everything after them.  The
+ * arguments of MULTIPART_HEAD, in order: boundary, conversation_id,
+ * boundary, content type name, boundary, date, boundary, file part name,
+ * file name, Content-Type of the file.
+ */
 #define MULTIPART_HEAD \
 	"--%s\r\n" \
 	"Content-Disposition: form-data; name=\"conversation_id\"\r\n" \
@@ -277,19 +269,45 @@ build_multipart(const PartooMessage *m, PartooBody *out)
 	"--%s\r\n" \
 	"Content-Disposition: form-data; name=\"content_type\"\r\n" \
 	"\r\n" \
-	"Image\r\n" \
+	"%s\r\n" \
 	"--%s\r\n" \
 	"Content-Disposition: form-data; name=\"date\"\r\n" \
 	"\r\n" \
 	"%s\r\n" \
 	"--%s\r\n" \
-	"Content-Disposition: form-data; name=\"image\"; filename=\"%s\"\r\n" \
+	"Content-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n" \
 	"Content-Type: %s\r\n" \
 	"\r\n"
 #define MULTIPART_TAIL "\r\n--%s--\r\n"
 
+/*
+ * Build the multipart/form-data body of an upload (RFC 7578): CRLF line
+ * ends, each part's content followed by CRLF and the next delimiter, a
+ * closing delimiter with "--".  Head and tail are printed once to learn
+ * their lengths and once into the body.
+ */
+static int
+build_multipart(const PartooMessage *m, PartooBody *out)
+{
+	const PartooContentTypeInfo *info = partoo_content_type_info(m->content_type);
+	const char *filename;
+	const char *mime;
+	char		id[32];
+	char		boundary[BOUNDARY_LEN + 1];
+	char	   *head;
+	char	   *tail;
+	int			headlen;
+	int			taillen;
+	size_t		total;
+
+	describe_upload(m, info->upload, &mime, &filename);
+	snprintf(id, sizeof(id), "%" PRId64, m->conversation_id);
+	if (!make_boundary(m, id, filename, boundary))
+		return -1;
+
 	headlen = snprintf(NULL, 0, MULTIPART_HEAD, boundary, id, boundary,
-					   boundary, m->date, boundary, filename, mime);
+					   info->name, boundary, m->date, boundary,
+					   info->upload->part_name, filename, mime);
 	taillen = snprintf(NULL, 0, MULTIPART_TAIL, boundary);
 	if (headlen < 0 || taillen < 0)
 		return -1;
@@ -301,7 +319,8 @@ build_multipart(const PartooMessage *m, PartooBody *out)
 		return -1;
 	head = out->data;
 	snprintf(head, (size_t) headlen + 1, MULTIPART_HEAD, boundary, id, boundary,
-			 boundary, m->date, boundary, filename, mime);
+			 info->name, boundary, m->date, boundary,
+			 info->upload->part_name, filename, mime);
 	memcpy(head + headlen, m->image, m->image_len);
 	tail = head + headlen + m->image_len;
 	snprintf(tail, (size_t) taillen + 1, MULTIPART_TAIL, boundary);
@@ -309,8 +328,6 @@ build_multipart(const PartooMessage *m, PartooBody *out)
 	snprintf(out->content_type, sizeof(out->content_type),
 			 "multipart/form-data; boundary=%s", boundary);
 	return 0;
-#undef MULTIPART_HEAD
-#undef MULTIPART_TAIL
 }
 
 /*

@@ -10,7 +10,9 @@
  * things with the same words, and so that a queued message never fails
  * later for a reason we could have seen at enqueue time.  The rules come
  * from the API contract (shared/seeds/partoo-send-message.md) plus limits
- * of our own (URL, text and file name lengths).  A message that passes may
+ * of our own (URL, text and file name lengths); what differs between
+ * content types (payload, channels, limits, recommended file types) is
+ * read from their table in content_type.c.  A message that passes may
  * still carry a warning: a file type Partoo does not recommend is allowed,
  * since Partoo documents it as "optimal support", not as a requirement.
  *
@@ -31,45 +33,24 @@
 #include <stdio.h>
 #include <string.h>
 
-#define NUM_CONTENT_TYPES	5
 #define NUM_CHANNELS		6	/* including PARTOO_CH_NONE */
-
-static const char *const content_type_names[NUM_CONTENT_TYPES] = {
-	"Text", "Image", "Video", "Audio", "Document"
-};
 
 /* Indexed by PartooChannel; PARTOO_CH_NONE has no name */
 static const char *const channel_names[NUM_CHANNELS] = {
 	NULL, "Facebook", "Instagram", "SMS", "Whatsapp", "Google"
 };
 
-/*
- * Channel x content type matrix.  The seed lists Facebook, Instagram, SMS
- * and Whatsapp; Google is absent, so we take the conservative reading and
- * allow only Text there.  Text is allowed on every listed channel.
- */
-static const bool channel_matrix[NUM_CHANNELS][NUM_CONTENT_TYPES] = {
-	/* Text   Image  Video  Audio  Document */
-	{true, true, true, true, true},	/* none: no check */
-	{true, true, true, true, true},	/* Facebook */
-	{true, true, true, true, false},	/* Instagram */
-	{true, false, false, false, false}, /* SMS */
-	{true, true, true, true, true},	/* Whatsapp */
-	{true, false, false, false, false}	/* Google */
-};
+/* The URL schemes check_url() accepts, lower case */
+#define HTTP_PREFIX		"http://"
+#define HTTPS_PREFIX	"https://"
 
 /*
- * File types Partoo recommends, by content type, as lower-case extensions.
- * The seed says "jpeg, png" for images; "jpg" is the same format and far
- * more common in URLs, and "m4a" is the usual extension of AAC in MP4.
+ * Room for the lower-cased extension url_extension() finds (longer ones are
+ * no file type anyone would recognise), and for a content type's list of
+ * recommended ones.
  */
-static const char *const recommended_types[NUM_CONTENT_TYPES][7] = {
-	{NULL},
-	{"jpeg", "jpg", "png", NULL},
-	{"mp4", NULL},
-	{"aac", "mp4", "m4a", NULL},
-	{"xls", "xlsx", "docx", "pdf", "ppt", "pptx", NULL}
-};
+#define EXTENSION_BUFLEN	17
+#define RECOMMENDED_BUFLEN	96
 
 /* ASCII-only lower-casing: locale must not change what a name means */
 static int
@@ -90,28 +71,6 @@ partoo_ascii_caseeq(const char *a, const char *b)
 		b++;
 	}
 	return *a == *b;
-}
-
-PartooContentType
-partoo_content_type_from_name(const char *name)
-{
-	int			i;
-
-	if (name == NULL)
-		return PARTOO_CT_INVALID;
-	for (i = 0; i < NUM_CONTENT_TYPES; i++)
-		if (partoo_ascii_caseeq(name, content_type_names[i]))
-			return (PartooContentType) i;
-	return PARTOO_CT_INVALID;
-}
-
-/* NULL for PARTOO_CT_INVALID or any value outside the enum */
-const char *
-partoo_content_type_name(PartooContentType ct)
-{
-	if ((int) ct < 0 || (int) ct >= NUM_CONTENT_TYPES)
-		return NULL;
-	return content_type_names[ct];
 }
 
 PartooChannel
@@ -347,59 +306,39 @@ reset_problem(PartooProblem *p)
 	p->kind = PARTOO_PROBLEM_NONE;
 }
 
-/* "a Video", "an Image": the article the errmsg needs before a type name */
-static const char *
-article(PartooContentType ct)
-{
-	return (ct == PARTOO_CT_IMAGE || ct == PARTOO_CT_AUDIO) ? "an" : "a";
-}
-
 /*
  * Write "Instagram supports Text, Image, Video and Audio messages." (or
- * "SMS supports only Text messages.") into buf, from the matrix, so the
- * hint can never disagree with the rule.
+ * "SMS supports only Text messages.") into buf, from the content type
+ * table, so the hint can never disagree with the rule.
  */
 static void
 describe_channel_support(PartooChannel ch, char *buf, size_t buflen)
 {
-	const char *names[NUM_CONTENT_TYPES];
-	int			n = 0;
-	int			i;
-	size_t		used;
+	char		names[PARTOO_CT_LIST_BUFLEN];
+	int			n;
 
-	for (i = 0; i < NUM_CONTENT_TYPES; i++)
-		if (channel_matrix[ch][i])
-			names[n++] = content_type_names[i];
-
-	used = (size_t) snprintf(buf, buflen, "%s supports %s", channel_names[ch],
-							 n == 1 ? "only " : "");
-	for (i = 0; i < n && used < buflen; i++)
-	{
-		const char *sep = (i == 0) ? "" : (i == n - 1) ? " and " : ", ";
-
-		used += (size_t) snprintf(buf + used, buflen - used, "%s%s", sep, names[i]);
-	}
-	if (used < buflen)
-		snprintf(buf + used, buflen - used, " messages.");
+	n = partoo_content_type_list(PARTOO_CT_LIST_ALL, ch, " and ", names,
+								 sizeof(names));
+	snprintf(buf, buflen, "%s supports %s%s messages.", channel_names[ch],
+			 n == 1 ? "only " : "", names);
 }
 
 /* "jpeg, jpg or png": the recommended extensions of a content type */
 static void
-describe_recommended(PartooContentType ct, char *buf, size_t buflen)
+describe_recommended(const PartooContentTypeInfo *info, char *buf,
+					 size_t buflen)
 {
-	const char *const *list = recommended_types[ct];
-	int			n = 0;
+	int			n = info->num_extensions;
 	int			i;
 	size_t		used = 0;
 
 	buf[0] = '\0';
-	while (list[n] != NULL)
-		n++;
 	for (i = 0; i < n && used < buflen; i++)
 	{
 		const char *sep = (i == 0) ? "" : (i == n - 1) ? " or " : ", ";
 
-		used += (size_t) snprintf(buf + used, buflen - used, "%s%s", sep, list[i]);
+		used += (size_t) snprintf(buf + used, buflen - used, "%s%s", sep,
+								  info->extensions[i]);
 	}
 }
 
@@ -431,10 +370,10 @@ check_url(const char *url, PartooProblem *err)
 	size_t		len;
 	char		detail[160];
 
-	if (starts_with_ci(url, "http://"))
-		rest = url + 7;
-	else if (starts_with_ci(url, "https://"))
-		rest = url + 8;
+	if (starts_with_ci(url, HTTP_PREFIX))
+		rest = url + strlen(HTTP_PREFIX);
+	else if (starts_with_ci(url, HTTPS_PREFIX))
+		rest = url + strlen(HTTPS_PREFIX);
 	else
 		return set_problem(err, PARTOO_PROBLEM_INVALID,
 						   "url must start with http:// or https://",
@@ -605,173 +544,241 @@ url_extension(const char *url, char *ext, size_t extlen)
 	return true;
 }
 
-/* Upload magic numbers: what Partoo recommends for images */
-static bool
-is_jpeg(const unsigned char *b, size_t len)
-{
-	return len >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;
-}
-
-static bool
-is_png(const unsigned char *b, size_t len)
-{
-	static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
-
-	return len >= 8 && memcmp(b, sig, 8) == 0;
-}
-
 /*
  * Fill warning when the file type is outside Partoo's recommended list.
  * Returns PARTOO_VALID_WITH_WARNING or PARTOO_VALID.
  */
 static int
-check_file_type(const PartooMessage *m, PartooProblem *warning)
+warn_file_type(const char *message, const char *detail, PartooProblem *warning)
 {
-	const char *name = content_type_names[m->content_type];
-	char		recommended[96];
-	char		detail[256];
-	char		message[160];
-	char		ext[17];
-	int			i;
-
-	if (m->content_type == PARTOO_CT_TEXT)
-		return PARTOO_VALID;
-
-	describe_recommended(m->content_type, recommended, sizeof(recommended));
-	snprintf(detail, sizeof(detail),
-			 "Partoo recommends %s files for %s messages.", recommended, name);
-
-	if (m->image != NULL)
-	{
-		if (is_jpeg(m->image, m->image_len) || is_png(m->image, m->image_len))
-			return PARTOO_VALID;
-		set_problem(warning, PARTOO_PROBLEM_NONE,
-					"the uploaded image is neither JPEG nor PNG", detail,
-					"The message is sent anyway; check that it reaches the customer.");
-		return PARTOO_VALID_WITH_WARNING;
-	}
-
-	if (!url_extension(m->url, ext, sizeof(ext)))
-	{
-		snprintf(message, sizeof(message),
-				 "the url shows no file type for this %s message", name);
-		set_problem(warning, PARTOO_PROBLEM_NONE, message, detail,
-					"The message is sent anyway; check that it reaches the customer.");
-		return PARTOO_VALID_WITH_WARNING;
-	}
-	for (i = 0; recommended_types[m->content_type][i] != NULL; i++)
-		if (strcmp(ext, recommended_types[m->content_type][i]) == 0)
-			return PARTOO_VALID;
-	snprintf(message, sizeof(message),
-			 "file type \"%s\" is not among those Partoo recommends for %s messages",
-			 ext, name);
 	set_problem(warning, PARTOO_PROBLEM_NONE, message, detail,
 				"The message is sent anyway; check that it reaches the customer.");
 	return PARTOO_VALID_WITH_WARNING;
 }
 
-/* Rules that apply only to Text messages */
+/*
+ * Is the file of a media message of a type Partoo recommends: an upload
+ * judged by its magic bytes, a URL by its path's extension.  A message
+ * without a file (Text) is always fine.  Returns PARTOO_VALID, or
+ * PARTOO_VALID_WITH_WARNING with warning filled.
+ */
 static int
-check_text(const PartooMessage *m, PartooProblem *err)
+check_file_type(const PartooMessage *m, const PartooContentTypeInfo *info,
+				PartooProblem *warning)
+{
+	char		recommended[RECOMMENDED_BUFLEN];
+	char		detail[256];
+	char		message[160];
+	char		ext[EXTENSION_BUFLEN];
+	int			i;
+
+	if (info->shape == PARTOO_BODY_TEXT)
+		return PARTOO_VALID;
+
+	describe_recommended(info, recommended, sizeof(recommended));
+	snprintf(detail, sizeof(detail),
+			 "Partoo recommends %s files for %s messages.", recommended,
+			 info->name);
+
+	if (m->image != NULL)
+	{
+		if (partoo_upload_format(info->upload, m->image, m->image_len) != NULL)
+			return PARTOO_VALID;
+		return warn_file_type(info->upload->not_recommended_warning, detail,
+							  warning);
+	}
+
+	if (!url_extension(m->url, ext, sizeof(ext)))
+	{
+		snprintf(message, sizeof(message),
+				 "the url shows no file type for this %s message", info->name);
+		return warn_file_type(message, detail, warning);
+	}
+	for (i = 0; i < info->num_extensions; i++)
+		if (strcmp(ext, info->extensions[i]) == 0)
+			return PARTOO_VALID;
+	snprintf(message, sizeof(message),
+			 "file type \"%s\" is not among those Partoo recommends for %s messages",
+			 ext, info->name);
+	return warn_file_type(message, detail, warning);
+}
+
+/* "a Text message needs content": the payload of the type is missing */
+static int
+report_missing(const PartooContentTypeInfo *info, PartooProblem *err)
+{
+	char		message[160];
+
+	snprintf(message, sizeof(message), "%s %s message needs %s",
+			 info->article, info->name, info->needs);
+	return set_problem(err, PARTOO_PROBLEM_INVALID, message, NULL,
+					   info->needs_hint);
+}
+
+/* Rules for a message whose payload is text (PARTOO_BODY_TEXT) */
+static int
+check_text(const PartooMessage *m, const PartooContentTypeInfo *info,
+		   PartooProblem *err)
 {
 	size_t		len;
+	char		message[160];
 	char		detail[160];
+	char		hint[160];
+	char		media[PARTOO_CT_LIST_BUFLEN];
 
 	if (m->content == NULL || m->content[0] == '\0')
-		return set_problem(err, PARTOO_PROBLEM_INVALID,
-						   "a Text message needs content", NULL,
-						   "Pass the text in the content argument.");
+		return report_missing(info, err);
 	len = strlen(m->content);
-	if (len > PARTOO_TEXT_MAX_BYTES)
+	if (len > info->max_bytes)
 	{
 		snprintf(detail, sizeof(detail),
-				 "The content is %zu bytes; the limit is %d bytes.",
-				 len, PARTOO_TEXT_MAX_BYTES);
+				 "The content is %zu bytes; the limit is %zu bytes.",
+				 len, info->max_bytes);
 		return set_problem(err, PARTOO_PROBLEM_TOO_LARGE, "content is too long",
 						   detail, "Split the text into several messages.");
 	}
 	if (m->url != NULL || m->image != NULL)
-		return set_problem(err, PARTOO_PROBLEM_INVALID,
-						   "a Text message cannot have a url or an image", NULL,
-						   "Use content type Image, Video, Audio or Document to send a file.");
+	{
+		snprintf(message, sizeof(message),
+				 "%s %s message cannot have a url or an image",
+				 info->article, info->name);
+		partoo_content_type_list(PARTOO_CT_LIST_MEDIA, PARTOO_CH_NONE, " or ",
+								 media, sizeof(media));
+		snprintf(hint, sizeof(hint), "Use content type %s to send a file.", media);
+		return set_problem(err, PARTOO_PROBLEM_INVALID, message, NULL, hint);
+	}
 	if (m->filename != NULL)
+	{
+		snprintf(hint, sizeof(hint), "Leave the file name NULL for %s messages.",
+				 info->name);
 		return set_problem(err, PARTOO_PROBLEM_INVALID,
-						   "a file name is only used with an uploaded image", NULL,
-						   "Leave the file name NULL for Text messages.");
+						   "a file name is only used with an uploaded image",
+						   NULL, hint);
+	}
 	return PARTOO_VALID;
 }
 
-/* Rules that apply to Image, Video, Audio and Document messages */
+/*
+ * An uploaded file: not empty, within the type's limit, and a file name
+ * fit for the multipart header.
+ *
+ * NB: the texts speak of an image, since Image is the only content type
+ * with an upload (see the table in content_type.c).
+ */
 static int
-check_media(const PartooMessage *m, PartooProblem *err)
+check_upload(const PartooMessage *m, const PartooContentTypeInfo *info,
+			 PartooProblem *err)
 {
-	PartooContentType ct = m->content_type;
-	const char *name = content_type_names[ct];
+	char		detail[256];
+	char		hint[160];
+
+	if (m->image_len == 0)
+		return set_problem(err, PARTOO_PROBLEM_INVALID,
+						   "the uploaded image is empty", NULL, NULL);
+	if (m->image_len > info->max_bytes)
+	{
+		snprintf(detail, sizeof(detail),
+				 "The image is %zu bytes; Partoo accepts images of at most %zu MB (%zu bytes).",
+				 m->image_len, info->max_bytes / PARTOO_MIB, info->max_bytes);
+		snprintf(hint, sizeof(hint), "Reduce the image to %zu MB or less.",
+				 info->max_bytes / PARTOO_MIB);
+		return set_problem(err, PARTOO_PROBLEM_TOO_LARGE,
+						   "the uploaded image is too large", detail, hint);
+	}
+	if (m->filename != NULL && check_filename(m->filename, err) != PARTOO_VALID)
+		return PARTOO_NOT_VALID;
+	return PARTOO_VALID;
+}
+
+/* A file given by URL: a well-formed URL, and no file name */
+static int
+check_media_url(const PartooMessage *m, PartooProblem *err)
+{
+	if (check_url(m->url, err) != PARTOO_VALID)
+		return PARTOO_NOT_VALID;
+	if (m->filename != NULL)
+		return set_problem(err, PARTOO_PROBLEM_INVALID,
+						   "a file name is only used with an uploaded image",
+						   "A file given by url keeps the name it has there.",
+						   "Leave the file name NULL when you give a url.");
+	return PARTOO_VALID;
+}
+
+/*
+ * Rules for a message whose payload is a file (Image, Video, Audio,
+ * Document): exactly one of url and upload, an upload only where the type
+ * has one, no content; then the rules of the url or of the upload.
+ */
+static int
+check_media(const PartooMessage *m, const PartooContentTypeInfo *info,
+			PartooProblem *err)
+{
 	char		message[160];
 	char		detail[256];
+	char		hint[160];
+	char		names[PARTOO_CT_LIST_BUFLEN];
 
 	if (m->url == NULL && m->image == NULL)
-	{
-		if (ct == PARTOO_CT_IMAGE)
-			return set_problem(err, PARTOO_PROBLEM_INVALID,
-							   "an Image message needs a url or an uploaded image",
-							   NULL, "Pass either the url of the image or its bytes.");
-		snprintf(message, sizeof(message), "%s %s message needs a url",
-				 article(ct), name);
-		return set_problem(err, PARTOO_PROBLEM_INVALID, message, NULL,
-						   "Pass the address of the file in the url argument.");
-	}
+		return report_missing(info, err);
 	if (m->url != NULL && m->image != NULL)
 	{
 		snprintf(message, sizeof(message),
 				 "%s %s message cannot have both a url and an uploaded image",
-				 article(ct), name);
+				 info->article, info->name);
 		return set_problem(err, PARTOO_PROBLEM_INVALID, message, NULL,
 						   "Pass either the url or the image, not both.");
 	}
-	if (m->image != NULL && ct != PARTOO_CT_IMAGE)
-		return set_problem(err, PARTOO_PROBLEM_INVALID,
-						   "an upload is only supported for Image",
+	if (m->image != NULL && info->upload == NULL)
+	{
+		partoo_content_type_list(PARTOO_CT_LIST_UPLOAD, PARTOO_CH_NONE, " and ",
+								 names, sizeof(names));
+		snprintf(message, sizeof(message), "an upload is only supported for %s",
+				 names);
+		partoo_content_type_list(PARTOO_CT_LIST_URL_ONLY, PARTOO_CH_NONE, " and ",
+								 names, sizeof(names));
+		snprintf(hint, sizeof(hint), "Give %s files by url.", names);
+		return set_problem(err, PARTOO_PROBLEM_INVALID, message,
 						   "The Partoo API accepts file uploads for images only.",
-						   "Give Video, Audio and Document files by url.");
+						   hint);
+	}
 	if (m->content != NULL)
 	{
+		/*
+		 * XXX: "A" for every type but Image, so Audio reads "A Audio message
+		 * takes ..."; kept as it was, since issue 13 changes no message.
+		 * The fix is to capitalise info->article.
+		 */
 		snprintf(detail, sizeof(detail),
 				 "%s %s message takes its file from the url%s.",
-				 ct == PARTOO_CT_IMAGE ? "An" : "A", name,
-				 ct == PARTOO_CT_IMAGE ? " or the image" : "");
+				 info->type == PARTOO_CT_IMAGE ? "An" : "A", info->name,
+				 info->upload != NULL ? " or the image" : "");
 		return set_problem(err, PARTOO_PROBLEM_INVALID,
 						   "content is for Text messages only", detail,
 						   "Leave content NULL for media messages.");
 	}
 	if (m->url != NULL)
-	{
-		if (check_url(m->url, err) != PARTOO_VALID)
-			return PARTOO_NOT_VALID;
-		if (m->filename != NULL)
-			return set_problem(err, PARTOO_PROBLEM_INVALID,
-							   "a file name is only used with an uploaded image",
-							   "A file given by url keeps the name it has there.",
-							   "Leave the file name NULL when you give a url.");
-		return PARTOO_VALID;
-	}
+		return check_media_url(m, err);
+	return check_upload(m, info, err);
+}
 
-	/* An uploaded image */
-	if (m->image_len == 0)
-		return set_problem(err, PARTOO_PROBLEM_INVALID,
-						   "the uploaded image is empty", NULL, NULL);
-	if (m->image_len > PARTOO_IMAGE_MAX_BYTES)
-	{
-		snprintf(detail, sizeof(detail),
-				 "The image is %zu bytes; Partoo accepts images of at most 5 MB (%d bytes).",
-				 m->image_len, PARTOO_IMAGE_MAX_BYTES);
-		return set_problem(err, PARTOO_PROBLEM_TOO_LARGE,
-						   "the uploaded image is too large", detail,
-						   "Reduce the image to 5 MB or less.");
-	}
-	if (m->filename != NULL && check_filename(m->filename, err) != PARTOO_VALID)
-		return PARTOO_NOT_VALID;
-	return PARTOO_VALID;
+/* Does the channel (if any) take messages of this content type? */
+static int
+check_channel(PartooChannel ch, const PartooContentTypeInfo *info,
+			  PartooProblem *err)
+{
+	char		message[160];
+	char		hint[160];
+
+	if (ch == PARTOO_CH_NONE || (info->channels & PARTOO_CHANNEL_BIT(ch)) != 0)
+		return PARTOO_VALID;
+	snprintf(message, sizeof(message), "channel %s does not support %s messages",
+			 channel_names[ch], info->name);
+	describe_channel_support(ch, hint, sizeof(hint));
+	return set_problem(err, PARTOO_PROBLEM_INVALID, message,
+					   ch == PARTOO_CH_GOOGLE ?
+					   "Partoo documents no media support for Google, so partoo allows only Text there." :
+					   "This is a limitation of the channel, documented by Partoo.",
+					   hint);
 }
 
 /*
@@ -786,9 +793,10 @@ partoo_validate_message(const PartooMessage *m, PartooProblem *err,
 {
 	PartooProblem scratch_err;
 	PartooProblem scratch_warning;
+	const PartooContentTypeInfo *info;
 	int			rc;
-	char		message[160];
 	char		hint[160];
+	char		names[PARTOO_CT_LIST_BUFLEN];
 
 	if (err == NULL)
 		err = &scratch_err;
@@ -811,32 +819,28 @@ partoo_validate_message(const PartooMessage *m, PartooProblem *err,
 						   "conversation_id must be positive", detail,
 						   "Pass the id of an existing Partoo conversation.");
 	}
-	if ((int) m->content_type < 0 || (int) m->content_type >= NUM_CONTENT_TYPES)
+	info = partoo_content_type_info(m->content_type);
+	if (info == NULL)
+	{
+		partoo_content_type_list(PARTOO_CT_LIST_ALL, PARTOO_CH_NONE, " and ",
+								 names, sizeof(names));
+		snprintf(hint, sizeof(hint), "Valid content types are %s.", names);
 		return set_problem(err, PARTOO_PROBLEM_INVALID, "invalid content type",
-						   NULL,
-						   "Valid content types are Text, Image, Video, Audio and Document.");
+						   NULL, hint);
+	}
 	if ((int) m->channel < 0 || (int) m->channel >= NUM_CHANNELS)
 		return set_problem(err, PARTOO_PROBLEM_INVALID, "invalid channel", NULL,
 						   "Valid channels are Facebook, Instagram, SMS, Whatsapp and Google; pass NULL to skip the channel check.");
 
-	if (m->content_type == PARTOO_CT_TEXT)
-		rc = check_text(m, err);
+	if (info->shape == PARTOO_BODY_TEXT)
+		rc = check_text(m, info, err);
 	else
-		rc = check_media(m, err);
+		rc = check_media(m, info, err);
 	if (rc != PARTOO_VALID)
 		return rc;
 
-	if (!channel_matrix[m->channel][m->content_type])
-	{
-		snprintf(message, sizeof(message), "channel %s does not support %s messages",
-				 channel_names[m->channel], content_type_names[m->content_type]);
-		describe_channel_support(m->channel, hint, sizeof(hint));
-		return set_problem(err, PARTOO_PROBLEM_INVALID, message,
-						   m->channel == PARTOO_CH_GOOGLE ?
-						   "Partoo documents no media support for Google, so partoo allows only Text there." :
-						   "This is a limitation of the channel, documented by Partoo.",
-						   hint);
-	}
+	if (check_channel(m->channel, info, err) != PARTOO_VALID)
+		return PARTOO_NOT_VALID;
 
 	if (check_utf8(m->content, "content", err) != PARTOO_VALID ||
 		check_utf8(m->url, "url", err) != PARTOO_VALID ||
@@ -846,7 +850,7 @@ partoo_validate_message(const PartooMessage *m, PartooProblem *err,
 	if (check_date(m->date, err) != PARTOO_VALID)
 		return PARTOO_NOT_VALID;
 
-	return check_file_type(m, warning);
+	return check_file_type(m, info, warning);
 }
 
 /*

@@ -118,6 +118,17 @@ to_utf8(text *t)
 	return pg_server_to_any(s, strlen(s), PG_UTF8);
 }
 
+/* "Use one of Text, Image, ...": the errhint for a content type we lack */
+static char *
+content_type_hint(void)
+{
+	char		names[PARTOO_CT_LIST_BUFLEN];
+
+	partoo_content_type_list(PARTOO_CT_LIST_ALL, PARTOO_CH_NONE, ", ", names,
+							 sizeof(names));
+	return psprintf("Use one of %s.", names);
+}
+
 /*
  * Check the message described by in and fill in->msg and the derived
  * fields.  ereports (ERROR) on the first problem, WARNING for a file type
@@ -140,7 +151,7 @@ partoo_message_prepare(PartooMessageInput *in)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("content_type must not be null"),
-				 errhint("Use one of Text, Image, Video, Audio, Document.")));
+				 errhint("%s", content_type_hint())));
 
 	memset(m, 0, sizeof(*m));
 	m->conversation_id = in->conversation_id;
@@ -151,7 +162,7 @@ partoo_message_prepare(PartooMessageInput *in)
 				 errmsg("unknown content type \"%s\"",
 						partoo_printable(in->content_type_arg,
 										 strlen(in->content_type_arg), 64)),
-				 errhint("Use one of Text, Image, Video, Audio, Document.")));
+				 errhint("%s", content_type_hint())));
 	in->content_type = partoo_content_type_name(m->content_type);
 
 	m->channel = partoo_channel_from_name(in->channel_arg);

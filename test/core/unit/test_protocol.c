@@ -5,8 +5,8 @@
  *		request bodies, response parsing, failure classes, Retry-After,
  *		backoff and the rate limiter.
  *
- * Runs without a server: it links src/{validate,request,response,
- * ratelimit}.c directly.  Expected request bodies are spelled out byte for
+ * Runs without a server: it links src/core/{content_type,validate,request,
+ * response,ratelimit}.c directly.  Expected request bodies are spelled out byte for
  * byte, since the mock server checks bodies exactly and so does Partoo.
  * Random inputs come from a fixed-seed generator so every run is the same.
  *
@@ -190,6 +190,194 @@ test_names(void)
 	unit_check_int(partoo_channel_from_name("Telegram"), PARTOO_CH_INVALID, "channel Telegram is invalid");
 	unit_check_str(partoo_channel_name(PARTOO_CH_NONE), NULL, "no name for no channel");
 	unit_check_str(partoo_channel_name(PARTOO_CH_INVALID), NULL, "no name for an invalid channel");
+}
+
+/* A message that should pass for this entry: its payload, nothing else */
+static PartooMessage
+minimal_msg(const PartooContentTypeInfo *info, char *url, size_t urllen)
+{
+	PartooMessage m = text_msg(NULL);
+
+	m.content_type = info->type;
+	if (info->shape == PARTOO_BODY_TEXT)
+		m.content = "hello";
+	else
+	{
+		snprintf(url, urllen, "https://example.com/file.%s", info->extensions[0]);
+		m.url = url;
+	}
+	return m;
+}
+
+/* One entry's own fields: names, texts, limits, file types, upload */
+static void
+check_table_entry(const PartooContentTypeInfo *info, int i)
+{
+	char		lower[32];
+	int			k;
+
+	unit_check(info->name != NULL && info->name[0] != '\0' &&
+			   strlen(info->name) < sizeof(lower), "entry %d has a name", i);
+	if (info->name == NULL)
+		return;
+	unit_check_int(info->type, i, "%s: type is its index", info->name);
+	unit_check_int(partoo_content_type_from_name(info->name), i,
+				   "%s: name round-trips", info->name);
+	unit_check_str(partoo_content_type_name((PartooContentType) i), info->name,
+				   "%s: canonical name", info->name);
+	for (k = 0; info->name[k] && k < (int) sizeof(lower) - 1; k++)
+		lower[k] = (char) (info->name[k] | 0x20);
+	lower[k] = '\0';
+	unit_check_int(partoo_content_type_from_name(lower), i,
+				   "%s: lower-case name matches", info->name);
+	unit_check(info->article != NULL &&
+			   (strcmp(info->article, "a") == 0 || strcmp(info->article, "an") == 0),
+			   "%s: article", info->name);
+	unit_check(info->max_bytes > 0, "%s: has a limit", info->name);
+	unit_check(info->needs != NULL && info->needs[0] != '\0' &&
+			   info->needs_hint != NULL && info->needs_hint[0] != '\0',
+			   "%s: says what it needs, with a hint", info->name);
+	unit_check(info->channels != 0 &&
+			   (info->channels & PARTOO_CHANNEL_BIT(PARTOO_CH_NONE)) == 0 &&
+			   (info->channels >> (PARTOO_CH_GOOGLE + 1)) == 0,
+			   "%s: accepted by some channels, all of them real", info->name);
+
+	if (info->shape == PARTOO_BODY_TEXT)
+		unit_check(info->num_extensions == 0 && info->upload == NULL,
+				   "%s: text has no file types and no upload", info->name);
+	else
+	{
+		bool		ok = info->num_extensions > 0;
+
+		for (k = 0; ok && k < info->num_extensions; k++)
+		{
+			const char *e = info->extensions[k];
+
+			ok = e != NULL && e[0] != '\0' && strlen(e) < 17 &&
+				strspn(e, "abcdefghijklmnopqrstuvwxyz0123456789") == strlen(e);
+		}
+		unit_check(ok, "%s: recommended file types are lower-case extensions",
+				   info->name);
+	}
+
+	if (info->upload != NULL)
+	{
+		const PartooUploadInfo *up = info->upload;
+		bool		ok = up->num_recommended > 0;
+
+		for (k = 0; ok && k < up->num_recommended; k++)
+			ok = up->recommended[k].magic_len > 0 &&
+				up->recommended[k].mime != NULL &&
+				up->recommended[k].default_filename != NULL;
+		unit_check(ok && up->part_name != NULL && up->other.mime != NULL &&
+				   up->other.default_filename != NULL &&
+				   up->not_recommended_warning != NULL,
+				   "%s: upload fully described", info->name);
+	}
+}
+
+/*
+ * What validation and request building make of an entry: a minimal message
+ * passes and its body names the type, in the entry's shape; a message
+ * without its payload is refused with the entry's words.
+ */
+static void
+check_table_use(const PartooContentTypeInfo *info)
+{
+	static const char *const shape_member[] = {
+		[PARTOO_BODY_TEXT] = "\"content\":\"hello\"",
+		[PARTOO_BODY_URL] = "\"url\":\"https://example.com/file.",
+		[PARTOO_BODY_CONTENT_URL] = "\"content\":{\"url\":\"https://example.com/file."
+	};
+	char		url[64];
+	char		want[160];
+	PartooMessage m = minimal_msg(info, url, sizeof(url));
+	PartooProblem err;
+	PartooBody body;
+
+	expect_valid(&m, info->name);
+	unit_check(partoo_build_send_body(&m, &body) == 0 && body.data != NULL,
+			   "%s: body built", info->name);
+	snprintf(want, sizeof(want), "\"content_type\":\"%s\"", info->name);
+	unit_check(body.data && strstr(body.data, want) != NULL,
+			   "%s: body names the type", info->name);
+	unit_check(body.data && strstr(body.data, shape_member[info->shape]) != NULL,
+			   "%s: body in the entry's shape", info->name);
+	partoo_body_free(&body);
+
+	m.content = NULL;
+	m.url = NULL;
+	partoo_validate_message(&m, &err, NULL);
+	snprintf(want, sizeof(want), "%s %s message needs %s", info->article,
+			 info->name, info->needs);
+	unit_check_str(err.message, want, "%s: missing payload message", info->name);
+	unit_check_str(err.hint, info->needs_hint, "%s: missing payload hint", info->name);
+
+	if (info->upload != NULL)
+	{
+		const PartooFileSignature *sig = &info->upload->recommended[0];
+
+		m.image = sig->magic;
+		m.image_len = sig->magic_len;
+		expect_valid(&m, "upload of the first recommended format");
+		unit_check(partoo_build_send_body(&m, &body) == 0,
+				   "%s: upload body built", info->name);
+		snprintf(want, sizeof(want), "name=\"%s\"; filename=\"%s\"\r\nContent-Type: %s\r\n",
+				 info->upload->part_name, sig->default_filename, sig->mime);
+		unit_check(mem_contains(body.data, body.len, want, strlen(want)),
+				   "%s: upload body's file part", info->name);
+		partoo_body_free(&body);
+	}
+}
+
+/* Walk the content type table: every entry complete, and used as written */
+static void
+test_content_type_table(void)
+{
+	char		list[PARTOO_CT_LIST_BUFLEN];
+	int			text_entries = 0;
+	int			i;
+
+	unit_note("content type table");
+	for (i = 0; i < PARTOO_NUM_CONTENT_TYPES; i++)
+	{
+		const PartooContentTypeInfo *info =
+			partoo_content_type_info((PartooContentType) i);
+
+		if (!unit_check(info != NULL, "entry %d exists", i))
+			continue;
+		check_table_entry(info, i);
+		if (info->name == NULL)
+			continue;
+		check_table_use(info);
+		if (info->shape == PARTOO_BODY_TEXT)
+			text_entries++;
+		unit_check(info->channels & PARTOO_CHANNEL_BIT(PARTOO_CH_FACEBOOK) &&
+				   info->channels & PARTOO_CHANNEL_BIT(PARTOO_CH_WHATSAPP),
+				   "%s: Facebook and Whatsapp take every type", info->name);
+	}
+	unit_check_int(text_entries, 1, "one text entry (the content argument)");
+	unit_check(partoo_content_type_info(PARTOO_CT_INVALID) == NULL &&
+			   partoo_content_type_info((PartooContentType) PARTOO_NUM_CONTENT_TYPES) == NULL,
+			   "no entry outside the enum");
+
+	unit_check_int(partoo_content_type_list(PARTOO_CT_LIST_ALL, PARTOO_CH_NONE,
+											" or ", list, sizeof(list)),
+				   PARTOO_NUM_CONTENT_TYPES, "the list of all names counts them");
+	unit_check(strlen(list) + 1 < sizeof(list), "the list of all names fits");
+	partoo_content_type_list(PARTOO_CT_LIST_ALL, PARTOO_CH_NONE, ", ", list,
+							 sizeof(list));
+	unit_check_str(list, "Text, Image, Video, Audio, Document",
+				   "list for the server's hint");
+	partoo_content_type_list(PARTOO_CT_LIST_ALL, PARTOO_CH_INSTAGRAM, " and ",
+							 list, sizeof(list));
+	unit_check_str(list, "Text, Image, Video and Audio", "list for one channel");
+	partoo_content_type_list(PARTOO_CT_LIST_UPLOAD, PARTOO_CH_NONE, " and ",
+							 list, sizeof(list));
+	unit_check_str(list, "Image", "list of types with an upload");
+	partoo_content_type_list(PARTOO_CT_LIST_URL_ONLY, PARTOO_CH_NONE, " and ",
+							 list, sizeof(list));
+	unit_check_str(list, "Video, Audio and Document", "list of types by url only");
 }
 
 static void
@@ -1636,6 +1824,7 @@ int
 main(void)
 {
 	test_names();
+	test_content_type_table();
 	test_validation_rules();
 	test_matrix();
 	test_warnings();
