@@ -229,25 +229,21 @@ add_part(DispatchMsg *m, int32 part)
 }
 
 /*
- * Lock and read the dispatch messages of sorted[0..k) that exist, with
- * their parts; mark them found.  Returns how many were found.
+ * Lock the dispatch messages of sorted[0..k) that exist, in id order; mark
+ * them found and map their ids to them in *by_id (made here, with room
+ * for k), their ids in *ids.  Returns how many were found.
  */
 static int
-lock_dispatch_messages(DispatchMsg **sorted, int k)
+lock_message_rows(DispatchMsg **sorted, int k, HTAB **by_id, Datum **ids)
 {
-	static SPIPlanPtr plan_lock = NULL;
-	static SPIPlanPtr plan_parts = NULL;
-	Oid			lock_types[2] = {TEXTARRAYOID, TEXTARRAYOID};
-	Oid			parts_types[1] = {INT8ARRAYOID};
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TEXTARRAYOID, TEXTARRAYOID};
 	Datum		args[2];
 	Datum	   *ext = palloc(sizeof(Datum) * k);
 	Datum	   *rcpt = palloc(sizeof(Datum) * k);
-	Datum	   *ids;
-	HTAB	   *by_id;
 	HASHCTL		ctl;
 	PartooDispatchSet ds;
 	Size		maxkey = DISPATCH_MIN_KEY;
-	int			nfound;
 	int			i;
 	uint64		r;
 	int			rc;
@@ -264,38 +260,33 @@ lock_dispatch_messages(DispatchMsg **sorted, int k)
 	for (i = 0; i < k; i++)
 		*dispatch_set_slot(&ds, sorted[i]->external_id, sorted[i]->recipient) = sorted[i];
 
-	partoo_plan_once(&plan_lock,
-							 "SELECT m.external_id, m.recipient, m.id, m.metadata IS NOT NULL"
-							 "  FROM partoo.messages m"
-							 "  JOIN unnest($1, $2) AS u(e, r) ON m.external_id = u.e AND m.recipient = u.r"
-							 " WHERE m.provider = 'dispatch'"
-							 " ORDER BY m.id FOR UPDATE OF m",
-							 2, lock_types, PARTOO_WEBHOOK_PLAN);
+	partoo_plan_once(&plan,
+					 "SELECT m.external_id, m.recipient, m.id, m.metadata IS NOT NULL"
+					 "  FROM partoo.messages m"
+					 "  JOIN unnest($1, $2) AS u(e, r) ON m.external_id = u.e AND m.recipient = u.r"
+					 " WHERE m.provider = 'dispatch'"
+					 " ORDER BY m.id FOR UPDATE OF m",
+					 2, types, PARTOO_WEBHOOK_PLAN);
 	args[0] = partoo_make_array(ext, NULL, k, TEXTOID);
 	args[1] = partoo_make_array(rcpt, NULL, k, TEXTOID);
-	rc = partoo_run_plan_latest(plan_lock, args, NULL);
+	rc = partoo_run_plan_latest(plan, args, NULL);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not lock dispatch messages: %s", SPI_result_code_string(rc));
-	nfound = (int) SPI_processed;
-	if (nfound == 0)
-		return 0;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(int64) + sizeof(DispatchMsg *);
 	ctl.hcxt = CurrentMemoryContext;
-	by_id = hash_create("partoo dispatch ids", Max(nfound, DISPATCH_MIN_ENTRIES), &ctl,
-						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	ids = palloc(sizeof(Datum) * nfound);
+	*by_id = hash_create("partoo dispatch ids", Max(k, DISPATCH_MIN_ENTRIES), &ctl,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	*ids = palloc(sizeof(Datum) * Max(SPI_processed, 1));
 	for (r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[r];
 		TupleDesc	d = SPI_tuptable->tupdesc;
-		char	   *e = partoo_spi_text(t, d, 1);
-		char	   *rc2 = partoo_spi_text(t, d, 2);
 		bool		isnull;
-		DispatchMsg **pm = dispatch_set_slot(&ds, e, rc2);
-		DispatchMsg *dm = *pm;
+		DispatchMsg *dm = *dispatch_set_slot(&ds, partoo_spi_text(t, d, 1),
+											 partoo_spi_text(t, d, 2));
 		int64		id = partoo_spi_int64(t, d, 3, &isnull);
 		char	   *slot;
 
@@ -304,17 +295,29 @@ lock_dispatch_messages(DispatchMsg **sorted, int k)
 		dm->found = true;
 		dm->id = id;
 		dm->has_metadata = DatumGetBool(SPI_getbinval(t, d, 4, &isnull));
-		ids[r] = Int64GetDatum(id);
-		slot = hash_search(by_id, &id, HASH_ENTER, NULL);
+		(*ids)[r] = Int64GetDatum(id);
+		slot = hash_search(*by_id, &id, HASH_ENTER, NULL);
 		memcpy(slot + sizeof(int64), &dm, sizeof(DispatchMsg *));
 	}
+	return (int) SPI_processed;
+}
 
-	partoo_plan_once(&plan_parts,
-							 "SELECT message_id, part, total_parts, channel, status, status_date, status_order"
-							 "  FROM partoo.message_parts WHERE message_id = ANY ($1)",
-							 1, parts_types, PARTOO_WEBHOOK_PLAN);
-	args[0] = partoo_make_array(ids, NULL, nfound, INT8OID);
-	rc = partoo_run_plan_latest(plan_parts, args, NULL);
+/* Read the parts of the messages ids[0..n) into their entry of by_id */
+static void
+read_parts(Datum *ids, int n, HTAB *by_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		args[1];
+	uint64		r;
+	int			rc;
+
+	partoo_plan_once(&plan,
+					 "SELECT message_id, part, total_parts, channel, status, status_date, status_order"
+					 "  FROM partoo.message_parts WHERE message_id = ANY ($1)",
+					 1, types, PARTOO_WEBHOOK_PLAN);
+	args[0] = partoo_make_array(ids, NULL, n, INT8OID);
+	rc = partoo_run_plan_latest(plan, args, NULL);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read partoo.message_parts: %s", SPI_result_code_string(rc));
 	for (r = 0; r < SPI_processed; r++)
@@ -341,6 +344,22 @@ lock_dispatch_messages(DispatchMsg **sorted, int k)
 		p->status_date = DatumGetTimestampTz(SPI_getbinval(t, d, 6, &isnull));
 		p->status_order = DatumGetInt32(SPI_getbinval(t, d, 7, &isnull));
 	}
+}
+
+/*
+ * Lock and read the dispatch messages of sorted[0..k) that exist, with
+ * their parts; mark them found.  Returns how many were found.
+ */
+static int
+lock_dispatch_messages(DispatchMsg **sorted, int k)
+{
+	HTAB	   *by_id;
+	Datum	   *ids;
+	int			nfound;
+
+	nfound = lock_message_rows(sorted, k, &by_id, &ids);
+	if (nfound > 0)
+		read_parts(ids, nfound, by_id);
 	return nfound;
 }
 
