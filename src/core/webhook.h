@@ -152,6 +152,40 @@ extern PartooWebhookEvent *partoo_webhook_parse(const char *body, size_t len,
 extern void partoo_webhook_event_free(PartooWebhookEvent *ev);
 
 /*
+ * The steps of partoo_webhook_parse(), for a caller that picks the format
+ * itself (the server's table of formats).  partoo_webhook_json_open()
+ * does every check that comes before the format is known (size, NUL,
+ * JSON syntax, an object) and returns the parsed object, which the
+ * caller frees with partoo_webhook_json_free(); NULL with *err filled
+ * otherwise.  The recognisers look only at which top-level fields are
+ * present (a JSON null counts as present).  The parsers take the object
+ * and the body it came from, and return an event or NULL with *err
+ * filled, like partoo_webhook_parse().  None of them throws.
+ */
+struct cJSON;
+extern struct cJSON *partoo_webhook_json_open(const char *body, size_t len,
+											  size_t max_len,
+											  PartooWebhookError *err);
+extern void partoo_webhook_json_free(struct cJSON *root);
+extern bool partoo_webhook_json_has(const struct cJSON *root, const char *name);
+extern bool partoo_webhook_is_partoo(const struct cJSON *root);
+extern bool partoo_webhook_is_dispatch(const struct cJSON *root);
+extern PartooWebhookEvent *partoo_webhook_parse_partoo(const struct cJSON *root,
+													   const char *body, size_t len,
+													   PartooWebhookError *err);
+extern PartooWebhookEvent *partoo_webhook_parse_dispatch(const struct cJSON *root,
+														 const char *body, size_t len,
+														 PartooWebhookError *err);
+
+/*
+ * is_deleted (1, 0, or -1 when absent) as recorded in the dedup_key of a
+ * Partoo status event, with or without the retry suffix (see
+ * PartooWebhookEvent.dedup_key).  Returns false, leaving *is_deleted
+ * alone, for any other string.
+ */
+extern bool partoo_webhook_key_is_deleted(const char *dedup_key, int *is_deleted);
+
+/*
  * Parse an ISO 8601 date-time with a 'T' or a space between date and
  * time: "2023-01-31 16:22:17.327878+00:00", "2023-01-31T16:22:17Z",
  * 1 to 9 fraction digits (kept to the microsecond), offsets "Z", "+HH",

@@ -13,7 +13,13 @@
  *
  * partoo_webhook_parse() turns either into a PartooWebhookEvent, checking
  * the type of every documented field it meets so that a broken sender is
- * told so (and nothing is recorded) rather than half understood.  Values
+ * told so (and nothing is recorded) rather than half understood.  Its
+ * steps are exported too: partoo_webhook_json_open() checks the body and
+ * parses the JSON, partoo_webhook_is_partoo()/_is_dispatch() recognise a
+ * format, partoo_webhook_parse_partoo()/_dispatch() read one; the server
+ * side calls them through its table of formats (src/server/
+ * webhook_format.h), so that a format recognises and parses its own
+ * bodies.  Values
  * a future API version may add (event types, statuses, content types,
  * sender types) are accepted and kept.  The body is untrusted bytes: it is
  * never read outside [body, body + len), and no error message repeats a
@@ -744,14 +750,77 @@ parse_dispatch(const cJSON *root, PartooWebhookEvent *ev, PartooWebhookError *er
 	return true;
 }
 
+/*
+ * A new event for parse(), or NULL with *err set.  The caller frees it
+ * with partoo_webhook_event_free() when parse() fails.
+ */
+static PartooWebhookEvent *
+new_event(PartooWebhookError *err)
+{
+	PartooWebhookEvent *ev = calloc(1, sizeof(PartooWebhookEvent));
+
+	if (ev == NULL)
+		no_memory(err);
+	return ev;
+}
+
 PartooWebhookEvent *
-partoo_webhook_parse(const char *body, size_t len, size_t max_len,
-					 PartooWebhookError *err)
+partoo_webhook_parse_partoo(const struct cJSON *root, const char *body,
+							size_t len, PartooWebhookError *err)
 {
 	PartooWebhookEvent *ev;
+
+	memset(err, 0, sizeof(*err));
+	ev = new_event(err);
+	if (ev != NULL && !parse_partoo(root, body, len, ev, err))
+	{
+		partoo_webhook_event_free(ev);
+		ev = NULL;
+	}
+	return ev;
+}
+
+PartooWebhookEvent *
+partoo_webhook_parse_dispatch(const struct cJSON *root, const char *body,
+							  size_t len, PartooWebhookError *err)
+{
+	PartooWebhookEvent *ev;
+
+	memset(err, 0, sizeof(*err));
+	ev = new_event(err);
+	if (ev != NULL && !parse_dispatch(root, ev, err))
+	{
+		partoo_webhook_event_free(ev);
+		ev = NULL;
+	}
+	return ev;
+}
+
+bool
+partoo_webhook_json_has(const struct cJSON *root, const char *name)
+{
+	return cJSON_GetObjectItemCaseSensitive(root, name) != NULL;
+}
+
+bool
+partoo_webhook_is_partoo(const struct cJSON *root)
+{
+	return partoo_webhook_json_has(root, "type") &&
+		partoo_webhook_json_has(root, "payload");
+}
+
+bool
+partoo_webhook_is_dispatch(const struct cJSON *root)
+{
+	return partoo_webhook_json_has(root, "dispatchId");
+}
+
+struct cJSON *
+partoo_webhook_json_open(const char *body, size_t len, size_t max_len,
+						 PartooWebhookError *err)
+{
 	cJSON	   *root;
 	const char *end = NULL;
-	bool		ok;
 
 	memset(err, 0, sizeof(*err));
 	if (max_len > 0 && len > max_len)
@@ -802,33 +871,92 @@ partoo_webhook_parse(const char *body, size_t len, size_t max_len,
 				  "Both webhook formats are JSON objects.");
 		return NULL;
 	}
+	return root;
+}
 
-	ev = calloc(1, sizeof(PartooWebhookEvent));
-	if (ev == NULL)
-	{
-		cJSON_Delete(root);
-		no_memory(err);
+void
+partoo_webhook_json_free(struct cJSON *root)
+{
+	cJSON_Delete(root);
+}
+
+PartooWebhookEvent *
+partoo_webhook_parse(const char *body, size_t len, size_t max_len,
+					 PartooWebhookError *err)
+{
+	cJSON	   *root;
+	PartooWebhookEvent *ev;
+
+	root = partoo_webhook_json_open(body, len, max_len, err);
+	if (root == NULL)
 		return NULL;
-	}
-
-	if (cJSON_GetObjectItemCaseSensitive(root, "type") != NULL &&
-		cJSON_GetObjectItemCaseSensitive(root, "payload") != NULL)
-		ok = parse_partoo(root, body, len, ev, err);
-	else if (cJSON_GetObjectItemCaseSensitive(root, "dispatchId") != NULL)
-		ok = parse_dispatch(root, ev, err);
+	if (partoo_webhook_is_partoo(root))
+		ev = partoo_webhook_parse_partoo(root, body, len, err);
+	else if (partoo_webhook_is_dispatch(root))
+		ev = partoo_webhook_parse_dispatch(root, body, len, err);
 	else
 	{
 		set_error(err, PARTOO_WHE_INVALID, "webhook payload is in no known format",
 				  "A Partoo event has the fields \"type\" and \"payload\"; a dispatch status notification has \"dispatchId\".");
-		ok = false;
+		ev = NULL;
 	}
 	cJSON_Delete(root);
-	if (!ok)
-	{
-		partoo_webhook_event_free(ev);
-		return NULL;
-	}
 	return ev;
+}
+
+/*
+ * is_deleted as a Partoo status event's dedup_key records it:
+ * "partoo/<type>/<id>/<Status>/<t|f|->", optionally followed by the
+ * retry suffix "/r<usec>".
+ */
+bool
+partoo_webhook_key_is_deleted(const char *dedup_key, int *is_deleted)
+{
+	static const char prefix[] = "partoo/";
+	size_t		len;
+	size_t		i;
+	int			slashes = 0;
+
+	if (dedup_key == NULL || strncmp(dedup_key, prefix, strlen(prefix)) != 0 ||
+		strncmp(dedup_key, "partoo/ignored/", strlen("partoo/ignored/")) == 0)
+		return false;
+	len = strlen(dedup_key);
+
+	/* strip the retry suffix: "/r", an optional '-', digits */
+	i = len;
+	while (i > 0 && dedup_key[i - 1] >= '0' && dedup_key[i - 1] <= '9')
+		i--;
+	if (i < len)
+	{
+		if (i > 0 && dedup_key[i - 1] == '-')
+			i--;
+		if (i < 2 || dedup_key[i - 1] != 'r' || dedup_key[i - 2] != '/')
+			return false;
+		len = i - 2;
+	}
+
+	/* "partoo/<type>/<id>/<Status>/<flag>": four slashes before the flag */
+	if (len < 2 || dedup_key[len - 2] != '/')
+		return false;
+	for (i = 0; i < len - 1; i++)
+		if (dedup_key[i] == '/')
+			slashes++;
+	if (slashes != 4)
+		return false;
+	switch (dedup_key[len - 1])
+	{
+		case 't':
+			*is_deleted = 1;
+			return true;
+		case 'f':
+			*is_deleted = 0;
+			return true;
+		case '-':
+			*is_deleted = -1;
+			return true;
+		default:
+			return false;
+	}
 }
 
 void

@@ -29,6 +29,7 @@
 #include "server/db.h"
 
 #include "access/genam.h"
+#include "access/xact.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "catalog/indexing.h"
@@ -42,6 +43,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 /*
  * The extension's owner, looked up once per transaction (the extension
@@ -123,6 +125,22 @@ partoo_plan_once(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 		*slot = plan;
 	}
 	return *slot;
+}
+
+/*
+ * Run a kept plan on the latest committed state: a fresh snapshot per
+ * statement under READ COMMITTED (what SPI does anyway), the latest
+ * snapshot under REPEATABLE READ and SERIALIZABLE, as foreign-key checks
+ * do.  Never read-only, so that it sees this transaction's own earlier
+ * writes.  Returns SPI's result code.
+ */
+int
+partoo_run_plan_latest(SPIPlanPtr plan, Datum *args, const char *nulls)
+{
+	if (IsolationUsesXactSnapshot())
+		return SPI_execute_snapshot(plan, args, nulls, GetLatestSnapshot(),
+									InvalidSnapshot, false, true, 0);
+	return SPI_execute_plan(plan, args, nulls, false, 0);
 }
 
 /* A one-dimensional array of n Datums of type elemtype; nulls may be NULL */

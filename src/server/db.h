@@ -30,6 +30,8 @@ extern void partoo_store_end(PartooStoreContext *cxt);
 extern struct _SPI_plan *partoo_plan_once(struct _SPI_plan **slot,
 										  const char *sql, int nargs,
 										  Oid *argtypes, int cursor_options);
+extern int	partoo_run_plan_latest(struct _SPI_plan *plan, Datum *args,
+								   const char *nulls);
 extern Datum partoo_make_array(Datum *elems, bool *nulls, int n, Oid elemtype);
 extern Datum partoo_text_datum(const char *s, bool *isnull);
 extern int64 partoo_spi_int64(HeapTuple t, TupleDesc d, int col, bool *isnull);

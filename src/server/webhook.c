@@ -5,11 +5,14 @@
  *		partoo_ingest_webhooks(), the 0.1 trigger
  *		partoo.webhook_apply_pending(), and the partoo.webhook_* settings.
  *
- * A body is parsed by the protocol core (webhook_parse.c) and
- * authenticated (signature.c) here, before anything is read or written,
+ * A body is parsed by the first format of the table (webhook_format.h,
+ * webhook_apply.c) that recognises it, and authenticated by that format
+ * (its signature or API key), here, before anything is read or written,
  * so that a malformed or unauthenticated body changes nothing: for a
  * batch, every element is parsed and authenticated before the first is
- * applied.  Applying the events is webhook_apply.c's business.
+ * applied.  Applying the events is webhook_apply.c's business.  The
+ * settings here are those of every format; each format defines its own
+ * (its key) through the table.
  *
  * Strings copied out of a body must be valid in the database encoding
  * (22021 otherwise); the raw body is stored as received, which is also
@@ -27,6 +30,7 @@
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -37,26 +41,16 @@
 #include "utils/tuplestore.h"
 
 #include "core/webhook.h"
-#include "core/signature.h"
 #include "server/db.h"
 #include "server/webhook.h"
+#include "server/webhook_format.h"
 
 PG_FUNCTION_INFO_V1(partoo_ingest_webhook);
 PG_FUNCTION_INFO_V1(partoo_ingest_webhooks);
 PG_FUNCTION_INFO_V1(partoo_webhook_apply_pending);
 
-/* Partoo's published keys (base64 SubjectPublicKeyInfo, Ed25519) */
-#define PARTOO_WEBHOOK_KEY_PRODUCTION "MCowBQYDK2VwAyEA0G9ciHL6XZQXuWq6W4dFLvwNEPWgcdtQgEVlBIwZWBQ="
-#define PARTOO_WEBHOOK_KEY_SANDBOX "MCowBQYDK2VwAyEALsyvX2yVnG3ZKRIFfEvYk2nkzanoNgAqBSqdeNub4sM="
-
-char	   *partoo_webhook_public_key = NULL;
 bool		partoo_webhook_require_signature = true;
-char	   *partoo_dispatch_webhook_key = NULL;
 int			partoo_webhook_max_bytes = 1024 * 1024;
-
-/* The public key, loaded from partoo.webhook_public_key when it changes */
-static PartooPublicKey *cached_key = NULL;
-static char *cached_key_text = NULL;
 
 /* Context for errors while a batch is parsed and authenticated */
 typedef struct BatchErrorContext
@@ -70,27 +64,6 @@ typedef struct BatchErrorContext
  * ----------------------------------------------------------------
  */
 
-static bool
-check_public_key(char **newval, void **extra, GucSource source)
-{
-	char		errbuf[256];
-	PartooPublicKey *key;
-
-	if (*newval == NULL || (*newval)[0] == '\0')
-		return true;
-	key = partoo_public_key_load(*newval, errbuf, sizeof(errbuf));
-	if (key == NULL)
-	{
-		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
-		GUC_check_errdetail("%s", errbuf);
-		GUC_check_errhint("Partoo publishes its keys as base64 SubjectPublicKeyInfo, such as \"%s\".",
-						  PARTOO_WEBHOOK_KEY_SANDBOX);
-		return false;
-	}
-	partoo_public_key_free(key);
-	return true;
-}
-
 /*
  * Define the partoo.webhook_* settings; called from _PG_init() before
  * MarkGUCPrefixReserved("partoo").
@@ -98,15 +71,7 @@ check_public_key(char **newval, void **extra, GucSource source)
 void
 partoo_webhook_define_gucs(void)
 {
-	DefineCustomStringVariable("partoo.webhook_public_key",
-							   "Public key that verifies the signatures of Partoo webhooks (X-Partoo-Signature-v1).",
-							   "Base64 SubjectPublicKeyInfo of an Ed25519 key. The default is Partoo's production key; "
-							   "the sandbox key is " PARTOO_WEBHOOK_KEY_SANDBOX ".",
-							   &partoo_webhook_public_key,
-							   PARTOO_WEBHOOK_KEY_PRODUCTION,
-							   PGC_SUSET,
-							   0,
-							   check_public_key, NULL, NULL);
+	int			i;
 
 	DefineCustomBoolVariable("partoo.webhook_require_signature",
 							 "Refuse webhook payloads that come without a signature or API key.",
@@ -117,16 +82,6 @@ partoo_webhook_define_gucs(void)
 							 0,
 							 NULL, NULL, NULL);
 
-	DefineCustomStringVariable("partoo.dispatch_webhook_key",
-							   "API key the dispatch status webhook must present.",
-							   "Compared in constant time with the signature argument for dispatch payloads. "
-							   "Only superusers can set or see it.",
-							   &partoo_dispatch_webhook_key,
-							   "",
-							   PGC_SUSET,
-							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
-							   NULL, NULL, NULL);
-
 	DefineCustomIntVariable("partoo.webhook_max_bytes",
 							"Largest webhook payload accepted.",
 							NULL,
@@ -135,6 +90,11 @@ partoo_webhook_define_gucs(void)
 							PGC_SUSET,
 							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
+
+	/* those of the formats: their keys */
+	for (i = 0; i < partoo_webhook_nformats; i++)
+		if (partoo_webhook_formats[i]->define_gucs != NULL)
+			partoo_webhook_formats[i]->define_gucs();
 }
 
 /* ----------------------------------------------------------------
@@ -172,48 +132,100 @@ copy_field(const char *s, char *prev)
 	return pnstrdup(s, len);
 }
 
+static void raise_parse_error(const PartooWebhookError *err) pg_attribute_noreturn();
+static void raise_no_format(void) pg_attribute_noreturn();
+
+/* Raise the error the protocol core found in a body */
+static void
+raise_parse_error(const PartooWebhookError *err)
+{
+	int			code;
+
+	switch (err->kind)
+	{
+		case PARTOO_WHE_SYNTAX:
+			code = ERRCODE_INVALID_TEXT_REPRESENTATION;
+			break;
+		case PARTOO_WHE_TOO_LARGE:
+			code = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+			break;
+		case PARTOO_WHE_NO_MEMORY:
+			code = ERRCODE_OUT_OF_MEMORY;
+			break;
+		default:
+			code = ERRCODE_INVALID_PARAMETER_VALUE;
+			break;
+	}
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg("%s", err->message),
+			 errdetail("%s", err->detail),
+			 err->kind == PARTOO_WHE_TOO_LARGE ?
+			 errhint("A superuser can raise partoo.webhook_max_bytes.") : 0));
+}
+
+/* Raise the error for a JSON object no format recognises: their shapes */
+static void
+raise_no_format(void)
+{
+	StringInfoData detail;
+	int			i;
+
+	initStringInfo(&detail);
+	for (i = 0; i < partoo_webhook_nformats; i++)
+		appendStringInfo(&detail, "%s%s", i > 0 ? "; " : "",
+						 partoo_webhook_formats[i]->shape);
+	appendStringInfoChar(&detail, '.');
+	detail.data[0] = pg_ascii_toupper((unsigned char) detail.data[0]);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("webhook payload is in no known format"),
+			 errdetail("%s", detail.data)));
+}
+
 /*
- * Parse one body into *ev (zeroed by the caller), or raise the error for
- * it.  prev is the previous event of the batch, or NULL.  The core's
- * malloc'd event is freed whatever happens.
+ * Parse a body with the first format of the table that recognises it:
+ * returns the core's malloc'd event (the caller frees it) and sets
+ * *format, or raises the error for the body.  NB: nothing between
+ * opening the JSON and freeing it can throw.
+ */
+static PartooWebhookEvent *
+parse_body(text *body, const PartooWebhookFormat **format)
+{
+	const char *data = VARDATA_ANY(body);
+	size_t		len = VARSIZE_ANY_EXHDR(body);
+	PartooWebhookError err;
+	struct cJSON *root;
+	const PartooWebhookFormat *f = NULL;
+	PartooWebhookEvent *pe = NULL;
+	int			i;
+
+	root = partoo_webhook_json_open(data, len, (size_t) partoo_webhook_max_bytes, &err);
+	if (root == NULL)
+		raise_parse_error(&err);
+	for (i = 0; i < partoo_webhook_nformats && f == NULL; i++)
+		if (partoo_webhook_formats[i]->recognise(root))
+			f = partoo_webhook_formats[i];
+	if (f != NULL)
+		pe = f->parse(root, data, len, &err);
+	partoo_webhook_json_free(root);
+	if (f == NULL)
+		raise_no_format();
+	if (pe == NULL)
+		raise_parse_error(&err);
+	*format = f;
+	return pe;
+}
+
+/*
+ * Copy what the parser found into *ev; prev is the previous event of the
+ * batch, or NULL.  Fields a format does not have are NULL or zero in pe,
+ * and stay so.  Can throw (22021).
  */
 static void
-parse_event(Datum payload, PartooIngestEvent *ev, const PartooIngestEvent *prev)
+copy_event(const PartooWebhookEvent *pe, PartooIngestEvent *ev,
+		   const PartooIngestEvent *prev)
 {
-	text	   *t = DatumGetTextPP(payload);
-	PartooWebhookError err;
-	PartooWebhookEvent *volatile pe;
-
-	pe = partoo_webhook_parse(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
-							  (size_t) partoo_webhook_max_bytes, &err);
-	if (pe == NULL)
-	{
-		int			code;
-
-		switch (err.kind)
-		{
-			case PARTOO_WHE_SYNTAX:
-				code = ERRCODE_INVALID_TEXT_REPRESENTATION;
-				break;
-			case PARTOO_WHE_TOO_LARGE:
-				code = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
-				break;
-			case PARTOO_WHE_NO_MEMORY:
-				code = ERRCODE_OUT_OF_MEMORY;
-				break;
-			default:
-				code = ERRCODE_INVALID_PARAMETER_VALUE;
-				break;
-		}
-		ereport(ERROR,
-				(errcode(code),
-				 errmsg("%s", err.message),
-				 errdetail("%s", err.detail),
-				 err.kind == PARTOO_WHE_TOO_LARGE ?
-				 errhint("A superuser can raise partoo.webhook_max_bytes.") : 0));
-	}
-
-	ev->source = pe->source;
 	ev->concerns_status = pe->concerns_status;
 	ev->has_event_at = pe->has_event_at;
 	if (pe->has_event_at)
@@ -225,23 +237,37 @@ parse_event(Datum payload, PartooIngestEvent *ev, const PartooIngestEvent *prev)
 	ev->total_parts = pe->total_parts;
 	ev->status_order = pe->status_order;
 	ev->dstatus = pe->dispatch_status;
-	ev->payload = payload;
 
+	ev->event_type = copy_field(pe->event_type, prev ? prev->event_type : NULL);
+	ev->status_raw = copy_field(pe->status_raw, prev ? prev->status_raw : NULL);
+	ev->channel = copy_field(pe->channel, prev ? prev->channel : NULL);
+	ev->content_type = copy_field(pe->content_type, prev ? prev->content_type : NULL);
+	ev->sender_type = copy_field(pe->sender_type, prev ? prev->sender_type : NULL);
+	ev->dedup_key = copy_field(pe->dedup_key, NULL);
+	if (pe->order_key[0] != '\0')
+		ev->order_key = pstrdup(pe->order_key);
+	ev->dispatch_id = copy_field(pe->dispatch_id, NULL);
+	ev->recipient = copy_field(pe->recipient, NULL);
+	ev->dispatch_metadata = copy_field(pe->dispatch_metadata, NULL);
+}
+
+/*
+ * Parse one body into *ev (zeroed by the caller), or raise the error for
+ * it.  prev is the previous event of the batch, or NULL.  The core's
+ * malloc'd event is freed whatever happens.
+ */
+static void
+parse_event(Datum payload, PartooIngestEvent *ev, const PartooIngestEvent *prev)
+{
+	const PartooWebhookFormat *format;
+	PartooWebhookEvent *volatile pe;
+
+	pe = parse_body(DatumGetTextPP(payload), &format);
+	ev->format = format;
+	ev->payload = payload;
 	PG_TRY();
 	{
-		ev->event_type = copy_field(pe->event_type, prev ? prev->event_type : NULL);
-		ev->status_raw = copy_field(pe->status_raw, prev ? prev->status_raw : NULL);
-		ev->channel = copy_field(pe->channel, prev ? prev->channel : NULL);
-		ev->content_type = copy_field(pe->content_type, prev ? prev->content_type : NULL);
-		ev->sender_type = copy_field(pe->sender_type, prev ? prev->sender_type : NULL);
-		ev->dedup_key = copy_field(pe->dedup_key, NULL);
-		if (pe->source == PARTOO_SOURCE_DISPATCH)
-		{
-			ev->order_key = pstrdup(pe->order_key);
-			ev->dispatch_id = copy_field(pe->dispatch_id, NULL);
-			ev->recipient = copy_field(pe->recipient, NULL);
-			ev->dispatch_metadata = copy_field(pe->dispatch_metadata, NULL);
-		}
+		copy_event(pe, ev, prev);
 	}
 	PG_FINALLY();
 	{
@@ -250,117 +276,15 @@ parse_event(Datum payload, PartooIngestEvent *ev, const PartooIngestEvent *prev)
 	PG_END_TRY();
 }
 
-static const PartooPublicKey *
-public_key(void)
-{
-	char		errbuf[256];
-
-	if (partoo_webhook_public_key == NULL || partoo_webhook_public_key[0] == '\0')
-		return NULL;
-	if (cached_key_text != NULL && strcmp(cached_key_text, partoo_webhook_public_key) == 0)
-		return cached_key;
-
-	partoo_public_key_free(cached_key);
-	cached_key = NULL;
-	free(cached_key_text);
-	cached_key_text = NULL;
-	cached_key = partoo_public_key_load(partoo_webhook_public_key, errbuf, sizeof(errbuf));
-	if (cached_key == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("partoo.webhook_public_key is not usable"),
-				 errdetail("%s", errbuf)));
-	cached_key_text = strdup(partoo_webhook_public_key);
-	if (cached_key_text == NULL)
-	{
-		partoo_public_key_free(cached_key);
-		cached_key = NULL;
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	}
-	return cached_key;
-}
-
 /*
- * Authenticate one event: for Partoo, signature is X-Partoo-Signature-v1
- * (base64 Ed25519 over the raw body); for dispatch, it is the webhook's
- * API key.  Raises 28000 for a missing or wrong one, 55000 when the
- * setting needed to check it is empty.  No message shows a key, a
- * signature or what was expected.
+ * Authenticate one event: its format checks signature (NULL if none came)
+ * against the body.  Raises 28000 for a missing or wrong one, 55000 when
+ * the setting needed to check it is empty.
  */
 static void
 authenticate(const PartooIngestEvent *ev, text *signature)
 {
-	text	   *body = DatumGetTextPP(ev->payload);
-
-	if (ev->source == PARTOO_SOURCE_PARTOO)
-	{
-		const PartooPublicKey *key;
-		PartooSignatureResult r;
-
-		if (signature == NULL)
-		{
-			if (partoo_webhook_require_signature)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-						 errmsg("webhook signature missing"),
-						 errdetail("Partoo signs every webhook in the X-Partoo-Signature-v1 header."),
-						 errhint("Pass that header's value as signature. A superuser can turn off partoo.webhook_require_signature for tests.")));
-			return;
-		}
-		key = public_key();
-		if (key == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("partoo.webhook_public_key is not set"),
-					 errdetail("A signature was given, but there is no key to check it with."),
-					 errhint("Have a superuser set partoo.webhook_public_key to Partoo's production or sandbox key.")));
-		r = partoo_signature_verify(key, VARDATA_ANY(signature),
-									VARSIZE_ANY_EXHDR(signature),
-									VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
-		if (r == PARTOO_SIG_ERROR)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory"),
-					 errdetail("Could not verify the webhook signature.")));
-		if (r != PARTOO_SIG_VALID)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-					 errmsg("invalid webhook signature"),
-					 r == PARTOO_SIG_MALFORMED ?
-					 errdetail("The signature is not a base64 Ed25519 signature.") :
-					 errdetail("The signature does not match the payload and partoo.webhook_public_key."),
-					 errhint("Pass the body exactly as received, and check that partoo.webhook_public_key is the key of the Partoo environment (production or sandbox) that sent it.")));
-		return;
-	}
-
-	/* dispatch: a shared API key */
-	if (partoo_dispatch_webhook_key == NULL || partoo_dispatch_webhook_key[0] == '\0')
-	{
-		if (partoo_webhook_require_signature || signature != NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("partoo.dispatch_webhook_key is not set"),
-					 errdetail("Dispatch status notifications are authenticated by their API key, and no key is configured to compare it with."),
-					 errhint("Have a superuser set partoo.dispatch_webhook_key to the API key configured for the dispatch webhook.")));
-		return;
-	}
-	if (signature == NULL)
-	{
-		if (partoo_webhook_require_signature)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-					 errmsg("webhook API key missing"),
-					 errdetail("Dispatch status notifications carry their API key in a header."),
-					 errhint("Pass that header's value as signature.")));
-		return;
-	}
-	if (!partoo_secret_equal(VARDATA_ANY(signature), VARSIZE_ANY_EXHDR(signature),
-							 partoo_dispatch_webhook_key,
-							 strlen(partoo_dispatch_webhook_key)))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-				 errmsg("invalid webhook API key"),
-				 errdetail("The API key does not match partoo.dispatch_webhook_key.")));
+	ev->format->authenticate(ev, signature, partoo_webhook_require_signature);
 }
 
 static text *

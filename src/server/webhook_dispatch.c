@@ -14,8 +14,14 @@
  * that names it, concurrently safe (ON CONFLICT DO NOTHING on the unique
  * (external_id, recipient) index, then FOR UPDATE).
  *
- * Called by webhook_apply.c inside partoo_store_begin/end; every
- * statement is a kept plan run through partoo_webhook_partoo_webhook_run_plan().
+ * Notifications are authenticated by a shared API key
+ * (partoo.dispatch_webhook_key, defined here), compared in constant time.
+ * They are never pending: the first one creates its message.
+ *
+ * Implements PartooWebhookFormat (webhook_format.h); calls only the
+ * protocol core and server/db.c.  The batch steps run inside
+ * partoo_store_begin/end; every statement is a kept plan run through
+ * partoo_run_plan_latest().
  *
  * src/server/webhook_dispatch.c
  *
@@ -26,12 +32,26 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/timestamp.h"
 
+#include "core/signature.h"
 #include "core/webhook.h"
 #include "server/db.h"
 #include "server/webhook.h"
+#include "server/webhook_format.h"
+
+/*
+ * Room for the "<len>:" prefix of a map key (dispatch_key) and its NUL,
+ * whatever the length
+ */
+#define DISPATCH_KEY_OVERHEAD	24
+/* Smallest key size and table size of the maps */
+#define DISPATCH_MIN_KEY		16
+#define DISPATCH_MIN_ENTRIES	16
+
+char	   *partoo_dispatch_webhook_key = NULL;
 
 /* The newest status of one part */
 typedef struct DispatchPart
@@ -71,14 +91,14 @@ typedef struct DispatchMsg
  * of each entry, so an entry is the key (keysize bytes, longer than any
  * key of the batch) followed by a pointer.
  */
-struct PartooDispatchSet
+typedef struct PartooDispatchSet
 {
 	HTAB	   *map;
 	Size		keysize;
 	DispatchMsg **all;
 	int			n;
 	int			max;
-};
+} PartooDispatchSet;
 
 /* ----------------------------------------------------------------
  * Dispatch messages
@@ -158,7 +178,7 @@ dispatch_set_get(PartooDispatchSet *ds, const char *external_id,
 		*slot = m;
 		if (ds->n == ds->max)
 		{
-			ds->max = Max(16, ds->max * 2);
+			ds->max = Max(DISPATCH_MIN_ENTRIES, ds->max * 2);
 			ds->all = ds->all == NULL ?
 				palloc(sizeof(DispatchMsg *) * ds->max) :
 				repalloc(ds->all, sizeof(DispatchMsg *) * ds->max);
@@ -209,25 +229,21 @@ add_part(DispatchMsg *m, int32 part)
 }
 
 /*
- * Lock and read the dispatch messages of sorted[0..k) that exist, with
- * their parts; mark them found.  Returns how many were found.
+ * Lock the dispatch messages of sorted[0..k) that exist, in id order; mark
+ * them found and map their ids to them in *by_id (made here, with room
+ * for k), their ids in *ids.  Returns how many were found.
  */
 static int
-lock_dispatch_messages(DispatchMsg **sorted, int k)
+lock_message_rows(DispatchMsg **sorted, int k, HTAB **by_id, Datum **ids)
 {
-	static SPIPlanPtr plan_lock = NULL;
-	static SPIPlanPtr plan_parts = NULL;
-	Oid			lock_types[2] = {TEXTARRAYOID, TEXTARRAYOID};
-	Oid			parts_types[1] = {INT8ARRAYOID};
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {TEXTARRAYOID, TEXTARRAYOID};
 	Datum		args[2];
 	Datum	   *ext = palloc(sizeof(Datum) * k);
 	Datum	   *rcpt = palloc(sizeof(Datum) * k);
-	Datum	   *ids;
-	HTAB	   *by_id;
 	HASHCTL		ctl;
 	PartooDispatchSet ds;
-	Size		maxkey = 16;
-	int			nfound;
+	Size		maxkey = DISPATCH_MIN_KEY;
 	int			i;
 	uint64		r;
 	int			rc;
@@ -238,44 +254,39 @@ lock_dispatch_messages(DispatchMsg **sorted, int k)
 		ext[i] = CStringGetTextDatum(sorted[i]->external_id);
 		rcpt[i] = CStringGetTextDatum(sorted[i]->recipient);
 		maxkey = Max(maxkey, strlen(sorted[i]->external_id) +
-					 strlen(sorted[i]->recipient) + 24);
+					 strlen(sorted[i]->recipient) + DISPATCH_KEY_OVERHEAD);
 	}
 	dispatch_set_init(&ds, maxkey);
 	for (i = 0; i < k; i++)
 		*dispatch_set_slot(&ds, sorted[i]->external_id, sorted[i]->recipient) = sorted[i];
 
-	partoo_plan_once(&plan_lock,
-							 "SELECT m.external_id, m.recipient, m.id, m.metadata IS NOT NULL"
-							 "  FROM partoo.messages m"
-							 "  JOIN unnest($1, $2) AS u(e, r) ON m.external_id = u.e AND m.recipient = u.r"
-							 " WHERE m.provider = 'dispatch'"
-							 " ORDER BY m.id FOR UPDATE OF m",
-							 2, lock_types, PARTOO_WEBHOOK_PLAN);
+	partoo_plan_once(&plan,
+					 "SELECT m.external_id, m.recipient, m.id, m.metadata IS NOT NULL"
+					 "  FROM partoo.messages m"
+					 "  JOIN unnest($1, $2) AS u(e, r) ON m.external_id = u.e AND m.recipient = u.r"
+					 " WHERE m.provider = 'dispatch'"
+					 " ORDER BY m.id FOR UPDATE OF m",
+					 2, types, PARTOO_WEBHOOK_PLAN);
 	args[0] = partoo_make_array(ext, NULL, k, TEXTOID);
 	args[1] = partoo_make_array(rcpt, NULL, k, TEXTOID);
-	rc = partoo_webhook_run_plan(plan_lock, args, NULL);
+	rc = partoo_run_plan_latest(plan, args, NULL);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not lock dispatch messages: %s", SPI_result_code_string(rc));
-	nfound = (int) SPI_processed;
-	if (nfound == 0)
-		return 0;
 
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(int64);
 	ctl.entrysize = sizeof(int64) + sizeof(DispatchMsg *);
 	ctl.hcxt = CurrentMemoryContext;
-	by_id = hash_create("partoo dispatch ids", Max(nfound, 16), &ctl,
-						HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	ids = palloc(sizeof(Datum) * nfound);
+	*by_id = hash_create("partoo dispatch ids", Max(k, DISPATCH_MIN_ENTRIES), &ctl,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	*ids = palloc(sizeof(Datum) * Max(SPI_processed, 1));
 	for (r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[r];
 		TupleDesc	d = SPI_tuptable->tupdesc;
-		char	   *e = partoo_spi_text(t, d, 1);
-		char	   *rc2 = partoo_spi_text(t, d, 2);
 		bool		isnull;
-		DispatchMsg **pm = dispatch_set_slot(&ds, e, rc2);
-		DispatchMsg *dm = *pm;
+		DispatchMsg *dm = *dispatch_set_slot(&ds, partoo_spi_text(t, d, 1),
+											 partoo_spi_text(t, d, 2));
 		int64		id = partoo_spi_int64(t, d, 3, &isnull);
 		char	   *slot;
 
@@ -284,17 +295,29 @@ lock_dispatch_messages(DispatchMsg **sorted, int k)
 		dm->found = true;
 		dm->id = id;
 		dm->has_metadata = DatumGetBool(SPI_getbinval(t, d, 4, &isnull));
-		ids[r] = Int64GetDatum(id);
-		slot = hash_search(by_id, &id, HASH_ENTER, NULL);
+		(*ids)[r] = Int64GetDatum(id);
+		slot = hash_search(*by_id, &id, HASH_ENTER, NULL);
 		memcpy(slot + sizeof(int64), &dm, sizeof(DispatchMsg *));
 	}
+	return (int) SPI_processed;
+}
 
-	partoo_plan_once(&plan_parts,
-							 "SELECT message_id, part, total_parts, channel, status, status_date, status_order"
-							 "  FROM partoo.message_parts WHERE message_id = ANY ($1)",
-							 1, parts_types, PARTOO_WEBHOOK_PLAN);
-	args[0] = partoo_make_array(ids, NULL, nfound, INT8OID);
-	rc = partoo_webhook_run_plan(plan_parts, args, NULL);
+/* Read the parts of the messages ids[0..n) into their entry of by_id */
+static void
+read_parts(Datum *ids, int n, HTAB *by_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		args[1];
+	uint64		r;
+	int			rc;
+
+	partoo_plan_once(&plan,
+					 "SELECT message_id, part, total_parts, channel, status, status_date, status_order"
+					 "  FROM partoo.message_parts WHERE message_id = ANY ($1)",
+					 1, types, PARTOO_WEBHOOK_PLAN);
+	args[0] = partoo_make_array(ids, NULL, n, INT8OID);
+	rc = partoo_run_plan_latest(plan, args, NULL);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read partoo.message_parts: %s", SPI_result_code_string(rc));
 	for (r = 0; r < SPI_processed; r++)
@@ -321,6 +344,22 @@ lock_dispatch_messages(DispatchMsg **sorted, int k)
 		p->status_date = DatumGetTimestampTz(SPI_getbinval(t, d, 6, &isnull));
 		p->status_order = DatumGetInt32(SPI_getbinval(t, d, 7, &isnull));
 	}
+}
+
+/*
+ * Lock and read the dispatch messages of sorted[0..k) that exist, with
+ * their parts; mark them found.  Returns how many were found.
+ */
+static int
+lock_dispatch_messages(DispatchMsg **sorted, int k)
+{
+	HTAB	   *by_id;
+	Datum	   *ids;
+	int			nfound;
+
+	nfound = lock_message_rows(sorted, k, &by_id, &ids);
+	if (nfound > 0)
+		read_parts(ids, nfound, by_id);
 	return nfound;
 }
 
@@ -387,7 +426,7 @@ fetch_dispatch_messages(PartooDispatchSet *ds, const char *created_by)
 	args[2] = partoo_make_array(chan, chan_null, nmissing, TEXTOID);
 	args[3] = partoo_make_array(meta, meta_null, nmissing, TEXTOID);
 	args[4] = CStringGetTextDatum(created_by);
-	rc = partoo_webhook_run_plan(plan_create, args, NULL);
+	rc = partoo_run_plan_latest(plan_create, args, NULL);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not create dispatch messages: %s", SPI_result_code_string(rc));
 	if (lock_dispatch_messages(missing, nmissing) != nmissing)
@@ -454,182 +493,347 @@ decide_dispatch(DispatchMsg *m, PartooIngestEvent *ev)
 	return "applied";
 }
 
-/*
- * Write back changed parts and the state of their messages: the state
- * from every part's newest status, and partoo_status, status_at and
- * channel from the newest status of all parts.
- */
-static void
-write_dispatch_messages(PartooDispatchSet *ds)
-{
-	static SPIPlanPtr plan_parts = NULL;
-	static SPIPlanPtr plan_msgs = NULL;
-	Oid			part_types[7] = {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
-	TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID};
-	Oid			msg_types[6] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-	TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		args[7];
-	int			n = ds->n;
-	int			np = 0;
-	int			nm = 0;
-	int			maxp = 16;
-	Datum	   *p_mid = palloc(sizeof(Datum) * maxp),
-			   *p_part = palloc(sizeof(Datum) * maxp),
-			   *p_total = palloc(sizeof(Datum) * maxp),
-			   *p_chan = palloc(sizeof(Datum) * maxp),
-			   *p_status = palloc(sizeof(Datum) * maxp),
-			   *p_date = palloc(sizeof(Datum) * maxp),
-			   *p_order = palloc(sizeof(Datum) * maxp);
-	bool	   *p_chan_null = palloc(sizeof(bool) * maxp);
-	Datum	   *m_id = palloc(sizeof(Datum) * Max(n, 1)),
-			   *m_state = palloc(sizeof(Datum) * Max(n, 1)),
-			   *m_status = palloc(sizeof(Datum) * Max(n, 1)),
-			   *m_at = palloc(sizeof(Datum) * Max(n, 1)),
-			   *m_chan = palloc(sizeof(Datum) * Max(n, 1)),
-			   *m_meta = palloc(sizeof(Datum) * Max(n, 1));
-	bool	   *m_chan_null = palloc(sizeof(bool) * Max(n, 1));
-	bool	   *m_meta_null = palloc(sizeof(bool) * Max(n, 1));
-	int			mi;
-	int			rc;
-
-	for (mi = 0; mi < n; mi++)
-	{
-		DispatchMsg *m = ds->all[mi];
-		PartooDispatchStatus *st;
-		int32	   *parts;
-		DispatchPart *newest = NULL;
-		int			i;
-
-		if (!m->dirty)
-			continue;
-		st = palloc(sizeof(PartooDispatchStatus) * Max(m->nparts, 1));
-		parts = palloc(sizeof(int32) * Max(m->nparts, 1));
-		for (i = 0; i < m->nparts; i++)
-		{
-			DispatchPart *p = &m->parts[i];
-
-			st[i] = p->status;
-			parts[i] = p->part;
-			if (newest == NULL)
-				newest = p;
-			else
-			{
-				PartooDispatchOrder a,
-							b;
-				int			c;
-
-				part_order(p, &a);
-				part_order(newest, &b);
-				c = partoo_dispatch_order_cmp(&a, &b);
-				if (c > 0 || (c == 0 && p->part > newest->part))
-					newest = p;
-			}
-			if (!p->dirty)
-				continue;
-			if (np == maxp)
-			{
-				maxp *= 2;
-				p_mid = repalloc(p_mid, sizeof(Datum) * maxp);
-				p_part = repalloc(p_part, sizeof(Datum) * maxp);
-				p_total = repalloc(p_total, sizeof(Datum) * maxp);
-				p_chan = repalloc(p_chan, sizeof(Datum) * maxp);
-				p_status = repalloc(p_status, sizeof(Datum) * maxp);
-				p_date = repalloc(p_date, sizeof(Datum) * maxp);
-				p_order = repalloc(p_order, sizeof(Datum) * maxp);
-				p_chan_null = repalloc(p_chan_null, sizeof(bool) * maxp);
-			}
-			p_mid[np] = Int64GetDatum(m->id);
-			p_part[np] = Int32GetDatum(p->part);
-			p_total[np] = Int32GetDatum(p->total_parts);
-			p_chan[np] = partoo_text_datum(p->channel, &p_chan_null[np]);
-			p_status[np] = CStringGetTextDatum(p->status_raw);
-			p_date[np] = TimestampTzGetDatum(p->status_date);
-			p_order[np] = Int32GetDatum(p->status_order);
-			np++;
-		}
-		m_id[nm] = Int64GetDatum(m->id);
-		m_state[nm] = CStringGetTextDatum(partoo_dispatch_state(st, parts, m->nparts,
-																m->total_parts));
-		m_status[nm] = CStringGetTextDatum(newest ? newest->status_raw : "");
-		m_at[nm] = TimestampTzGetDatum(newest ? newest->status_date : GetCurrentTimestamp());
-		m_chan[nm] = partoo_text_datum(newest ? newest->channel : NULL, &m_chan_null[nm]);
-		m_meta[nm] = partoo_text_datum(m->new_metadata, &m_meta_null[nm]);
-		nm++;
-	}
-
-	if (np > 0)
-	{
-		partoo_plan_once(&plan_parts,
-								 "INSERT INTO partoo.message_parts AS p"
-								 "  (message_id, part, total_parts, channel, status, status_date, status_order)"
-								 " SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),"
-								 "        unnest($6), unnest($7)"
-								 " ON CONFLICT (message_id, part) DO UPDATE"
-								 "   SET total_parts = EXCLUDED.total_parts, channel = EXCLUDED.channel,"
-								 "       status = EXCLUDED.status, status_date = EXCLUDED.status_date,"
-								 "       status_order = EXCLUDED.status_order",
-								 7, part_types, PARTOO_WEBHOOK_PLAN);
-		args[0] = partoo_make_array(p_mid, NULL, np, INT8OID);
-		args[1] = partoo_make_array(p_part, NULL, np, INT4OID);
-		args[2] = partoo_make_array(p_total, NULL, np, INT4OID);
-		args[3] = partoo_make_array(p_chan, p_chan_null, np, TEXTOID);
-		args[4] = partoo_make_array(p_status, NULL, np, TEXTOID);
-		args[5] = partoo_make_array(p_date, NULL, np, TIMESTAMPTZOID);
-		args[6] = partoo_make_array(p_order, NULL, np, INT4OID);
-		rc = partoo_webhook_run_plan(plan_parts, args, NULL);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "could not write partoo.message_parts: %s", SPI_result_code_string(rc));
-	}
-	if (nm > 0)
-	{
-		partoo_plan_once(&plan_msgs,
-								 "UPDATE partoo.messages m"
-								 "   SET state = u.state, partoo_status = u.status, status_at = u.status_at,"
-								 "       channel = coalesce(u.channel, m.channel),"
-								 "       metadata = coalesce(m.metadata, u.meta::jsonb), updated_at = now()"
-								 "  FROM (SELECT unnest($1) AS id, unnest($2) AS state, unnest($3) AS status,"
-								 "               unnest($4) AS status_at, unnest($5) AS channel,"
-								 "               unnest($6) AS meta) AS u"
-								 " WHERE m.id = u.id",
-								 6, msg_types, PARTOO_WEBHOOK_PLAN);
-		args[0] = partoo_make_array(m_id, NULL, nm, INT8OID);
-		args[1] = partoo_make_array(m_state, NULL, nm, TEXTOID);
-		args[2] = partoo_make_array(m_status, NULL, nm, TEXTOID);
-		args[3] = partoo_make_array(m_at, NULL, nm, TIMESTAMPTZOID);
-		args[4] = partoo_make_array(m_chan, m_chan_null, nm, TEXTOID);
-		args[5] = partoo_make_array(m_meta, m_meta_null, nm, TEXTOID);
-		rc = partoo_webhook_run_plan(plan_msgs, args, NULL);
-		if (rc != SPI_OK_UPDATE)
-			elog(ERROR, "could not update dispatch messages: %s", SPI_result_code_string(rc));
-	}
-}
-
 /* ----------------------------------------------------------------
- * The interface webhook_apply.c uses
+ * Writing back
  * ----------------------------------------------------------------
  */
 
-/* The dispatch messages named by the dispatch events among evs[0..n) */
-PartooDispatchSet *
-partoo_dispatch_set_create(PartooIngestEvent **evs, int n)
+#define ROWS_MIN	16			/* initial capacity of PartRows */
+
+/* Rows of partoo.message_parts to upsert, one array per column */
+typedef struct PartRows
+{
+	int			n;
+	int			max;
+	Datum	   *message_id;
+	Datum	   *part;
+	Datum	   *total;
+	Datum	   *channel;
+	bool	   *channel_null;
+	Datum	   *status;
+	Datum	   *date;
+	Datum	   *order;
+} PartRows;
+
+/* Rows of partoo.messages to update, one array per column */
+typedef struct MsgRows
+{
+	int			n;
+	Datum	   *id;
+	Datum	   *state;
+	Datum	   *status;
+	Datum	   *status_at;
+	Datum	   *channel;
+	bool	   *channel_null;
+	Datum	   *meta;
+	bool	   *meta_null;
+} MsgRows;
+
+static void
+part_rows_resize(PartRows *r, int max)
+{
+	if (r->max == 0)
+	{
+		r->message_id = palloc(sizeof(Datum) * max);
+		r->part = palloc(sizeof(Datum) * max);
+		r->total = palloc(sizeof(Datum) * max);
+		r->channel = palloc(sizeof(Datum) * max);
+		r->channel_null = palloc(sizeof(bool) * max);
+		r->status = palloc(sizeof(Datum) * max);
+		r->date = palloc(sizeof(Datum) * max);
+		r->order = palloc(sizeof(Datum) * max);
+	}
+	else
+	{
+		r->message_id = repalloc(r->message_id, sizeof(Datum) * max);
+		r->part = repalloc(r->part, sizeof(Datum) * max);
+		r->total = repalloc(r->total, sizeof(Datum) * max);
+		r->channel = repalloc(r->channel, sizeof(Datum) * max);
+		r->channel_null = repalloc(r->channel_null, sizeof(bool) * max);
+		r->status = repalloc(r->status, sizeof(Datum) * max);
+		r->date = repalloc(r->date, sizeof(Datum) * max);
+		r->order = repalloc(r->order, sizeof(Datum) * max);
+	}
+	r->max = max;
+}
+
+static void
+part_rows_add(PartRows *r, int64 message_id, const DispatchPart *p)
+{
+	int			i = r->n;
+
+	if (r->n == r->max)
+		part_rows_resize(r, Max(ROWS_MIN, r->max * 2));
+	r->message_id[i] = Int64GetDatum(message_id);
+	r->part[i] = Int32GetDatum(p->part);
+	r->total[i] = Int32GetDatum(p->total_parts);
+	r->channel[i] = partoo_text_datum(p->channel, &r->channel_null[i]);
+	r->status[i] = CStringGetTextDatum(p->status_raw);
+	r->date[i] = TimestampTzGetDatum(p->status_date);
+	r->order[i] = Int32GetDatum(p->status_order);
+	r->n++;
+}
+
+static void
+msg_rows_init(MsgRows *r, int max)
+{
+	max = Max(max, 1);
+	r->n = 0;
+	r->id = palloc(sizeof(Datum) * max);
+	r->state = palloc(sizeof(Datum) * max);
+	r->status = palloc(sizeof(Datum) * max);
+	r->status_at = palloc(sizeof(Datum) * max);
+	r->channel = palloc(sizeof(Datum) * max);
+	r->channel_null = palloc(sizeof(bool) * max);
+	r->meta = palloc(sizeof(Datum) * max);
+	r->meta_null = palloc(sizeof(bool) * max);
+}
+
+/*
+ * The newest status of all of m's parts (ties: the higher part number),
+ * or NULL when it has none
+ */
+static DispatchPart *
+newest_part(DispatchMsg *m)
+{
+	DispatchPart *newest = NULL;
+	int			i;
+
+	for (i = 0; i < m->nparts; i++)
+	{
+		DispatchPart *p = &m->parts[i];
+		PartooDispatchOrder a,
+					b;
+		int			c;
+
+		if (newest == NULL)
+		{
+			newest = p;
+			continue;
+		}
+		part_order(p, &a);
+		part_order(newest, &b);
+		c = partoo_dispatch_order_cmp(&a, &b);
+		if (c > 0 || (c == 0 && p->part > newest->part))
+			newest = p;
+	}
+	return newest;
+}
+
+/* m's local state, from the newest status of each of its parts */
+static const char *
+message_state(DispatchMsg *m)
+{
+	PartooDispatchStatus *st = palloc(sizeof(PartooDispatchStatus) * Max(m->nparts, 1));
+	int32	   *parts = palloc(sizeof(int32) * Max(m->nparts, 1));
+	int			i;
+
+	for (i = 0; i < m->nparts; i++)
+	{
+		st[i] = m->parts[i].status;
+		parts[i] = m->parts[i].part;
+	}
+	return partoo_dispatch_state(st, parts, m->nparts, m->total_parts);
+}
+
+/*
+ * m's new row: its state from all parts; partoo_status, status_at and
+ * channel from the newest status of any part
+ */
+static void
+msg_rows_add(MsgRows *r, DispatchMsg *m)
+{
+	DispatchPart *newest = newest_part(m);
+	int			i = r->n;
+
+	r->id[i] = Int64GetDatum(m->id);
+	r->state[i] = CStringGetTextDatum(message_state(m));
+	r->status[i] = CStringGetTextDatum(newest ? newest->status_raw : "");
+	r->status_at[i] = TimestampTzGetDatum(newest ? newest->status_date : GetCurrentTimestamp());
+	r->channel[i] = partoo_text_datum(newest ? newest->channel : NULL, &r->channel_null[i]);
+	r->meta[i] = partoo_text_datum(m->new_metadata, &r->meta_null[i]);
+	r->n++;
+}
+
+static void
+upsert_parts(const PartRows *r)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[7] = {INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID};
+	Datum		args[7];
+	int			rc;
+
+	partoo_plan_once(&plan,
+					 "INSERT INTO partoo.message_parts AS p"
+					 "  (message_id, part, total_parts, channel, status, status_date, status_order)"
+					 " SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5),"
+					 "        unnest($6), unnest($7)"
+					 " ON CONFLICT (message_id, part) DO UPDATE"
+					 "   SET total_parts = EXCLUDED.total_parts, channel = EXCLUDED.channel,"
+					 "       status = EXCLUDED.status, status_date = EXCLUDED.status_date,"
+					 "       status_order = EXCLUDED.status_order",
+					 7, types, PARTOO_WEBHOOK_PLAN);
+	args[0] = partoo_make_array(r->message_id, NULL, r->n, INT8OID);
+	args[1] = partoo_make_array(r->part, NULL, r->n, INT4OID);
+	args[2] = partoo_make_array(r->total, NULL, r->n, INT4OID);
+	args[3] = partoo_make_array(r->channel, r->channel_null, r->n, TEXTOID);
+	args[4] = partoo_make_array(r->status, NULL, r->n, TEXTOID);
+	args[5] = partoo_make_array(r->date, NULL, r->n, TIMESTAMPTZOID);
+	args[6] = partoo_make_array(r->order, NULL, r->n, INT4OID);
+	rc = partoo_run_plan_latest(plan, args, NULL);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not write partoo.message_parts: %s", SPI_result_code_string(rc));
+}
+
+static void
+update_messages(const MsgRows *r)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[6] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TIMESTAMPTZARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		args[6];
+	int			rc;
+
+	partoo_plan_once(&plan,
+					 "UPDATE partoo.messages m"
+					 "   SET state = u.state, partoo_status = u.status, status_at = u.status_at,"
+					 "       channel = coalesce(u.channel, m.channel),"
+					 "       metadata = coalesce(m.metadata, u.meta::jsonb), updated_at = now()"
+					 "  FROM (SELECT unnest($1) AS id, unnest($2) AS state, unnest($3) AS status,"
+					 "               unnest($4) AS status_at, unnest($5) AS channel,"
+					 "               unnest($6) AS meta) AS u"
+					 " WHERE m.id = u.id",
+					 6, types, PARTOO_WEBHOOK_PLAN);
+	args[0] = partoo_make_array(r->id, NULL, r->n, INT8OID);
+	args[1] = partoo_make_array(r->state, NULL, r->n, TEXTOID);
+	args[2] = partoo_make_array(r->status, NULL, r->n, TEXTOID);
+	args[3] = partoo_make_array(r->status_at, NULL, r->n, TIMESTAMPTZOID);
+	args[4] = partoo_make_array(r->channel, r->channel_null, r->n, TEXTOID);
+	args[5] = partoo_make_array(r->meta, r->meta_null, r->n, TEXTOID);
+	rc = partoo_run_plan_latest(plan, args, NULL);
+	if (rc != SPI_OK_UPDATE)
+		elog(ERROR, "could not update dispatch messages: %s", SPI_result_code_string(rc));
+}
+
+/* Write back the changed parts, and every changed message's new row */
+static void
+write_dispatch_messages(PartooDispatchSet *ds)
+{
+	PartRows	parts = {0};
+	MsgRows		msgs;
+	int			mi;
+	int			i;
+
+	part_rows_resize(&parts, ROWS_MIN);
+	msg_rows_init(&msgs, ds->n);
+	for (mi = 0; mi < ds->n; mi++)
+	{
+		DispatchMsg *m = ds->all[mi];
+
+		if (!m->dirty)
+			continue;
+		for (i = 0; i < m->nparts; i++)
+			if (m->parts[i].dirty)
+				part_rows_add(&parts, m->id, &m->parts[i]);
+		msg_rows_add(&msgs, m);
+	}
+	if (parts.n > 0)
+		upsert_parts(&parts);
+	if (msgs.n > 0)
+		update_messages(&msgs);
+}
+
+/* ----------------------------------------------------------------
+ * The setting, recognition, parsing, authentication
+ * ----------------------------------------------------------------
+ */
+
+static void
+dispatch_define_gucs(void)
+{
+	DefineCustomStringVariable("partoo.dispatch_webhook_key",
+							   "API key the dispatch status webhook must present.",
+							   "Compared in constant time with the signature argument for dispatch payloads. "
+							   "Only superusers can set or see it.",
+							   &partoo_dispatch_webhook_key,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   NULL, NULL, NULL);
+}
+
+static bool
+dispatch_recognise(const struct cJSON *root)
+{
+	return partoo_webhook_is_dispatch(root);
+}
+
+static PartooWebhookEvent *
+dispatch_parse(const struct cJSON *root, const char *body, size_t len,
+			   PartooWebhookError *err)
+{
+	return partoo_webhook_parse_dispatch(root, body, len, err);
+}
+
+/*
+ * signature is the webhook's API key.  55000 when partoo.dispatch_webhook_key
+ * is empty, unless no key is required and none came.
+ */
+static void
+dispatch_authenticate(const PartooIngestEvent *ev, text *signature, bool required)
+{
+	if (partoo_dispatch_webhook_key == NULL || partoo_dispatch_webhook_key[0] == '\0')
+	{
+		if (required || signature != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("partoo.dispatch_webhook_key is not set"),
+					 errdetail("Dispatch status notifications are authenticated by their API key, and no key is configured to compare it with."),
+					 errhint("Have a superuser set partoo.dispatch_webhook_key to the API key configured for the dispatch webhook.")));
+		return;
+	}
+	if (signature == NULL)
+	{
+		if (required)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+					 errmsg("webhook API key missing"),
+					 errdetail("Dispatch status notifications carry their API key in a header."),
+					 errhint("Pass that header's value as signature.")));
+		return;
+	}
+	if (!partoo_secret_equal(VARDATA_ANY(signature), VARSIZE_ANY_EXHDR(signature),
+							 partoo_dispatch_webhook_key,
+							 strlen(partoo_dispatch_webhook_key)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("invalid webhook API key"),
+				 errdetail("The API key does not match partoo.dispatch_webhook_key.")));
+}
+
+/* ----------------------------------------------------------------
+ * The batch steps (PartooWebhookFormat)
+ * ----------------------------------------------------------------
+ */
+
+/* The dispatch messages the events name */
+static void *
+dispatch_begin(PartooIngestEvent **evs, int n)
 {
 	PartooDispatchSet *ds = palloc(sizeof(PartooDispatchSet));
-	Size		maxkey = 16;
+	Size		maxkey = DISPATCH_MIN_KEY;
 	int			i;
 
 	for (i = 0; i < n; i++)
-		if (evs[i]->source == PARTOO_SOURCE_DISPATCH)
-			maxkey = Max(maxkey, strlen(evs[i]->dispatch_id) +
-						 strlen(evs[i]->recipient) + 24);
+		maxkey = Max(maxkey, strlen(evs[i]->dispatch_id) +
+					 strlen(evs[i]->recipient) + DISPATCH_KEY_OVERHEAD);
 	dispatch_set_init(ds, maxkey);
 	for (i = 0; i < n; i++)
 	{
 		PartooIngestEvent *ev = evs[i];
-		DispatchMsg *m;
+		DispatchMsg *m = dispatch_set_get(ds, ev->dispatch_id, ev->recipient, true);
 
-		if (ev->source != PARTOO_SOURCE_DISPATCH)
-			continue;
-		m = dispatch_set_get(ds, ev->dispatch_id, ev->recipient, true);
 		if (m->first_channel == NULL)
 			m->first_channel = ev->channel;
 		if (m->first_metadata == NULL)
@@ -638,27 +842,43 @@ partoo_dispatch_set_create(PartooIngestEvent **evs, int n)
 	return ds;
 }
 
-/* Create, lock and read the set's messages and parts */
-void
-partoo_dispatch_fetch(PartooDispatchSet *ds, const char *created_by)
+/* Create, lock and read the messages and their parts (never pending) */
+static void
+dispatch_fetch(void *batch, PartooFetchMode mode, const char *created_by)
 {
-	fetch_dispatch_messages(ds, created_by);
+	if (mode != PARTOO_FETCH_INGEST)
+		elog(ERROR, "dispatch events are never pending");
+	fetch_dispatch_messages((PartooDispatchSet *) batch, created_by);
 }
 
-/* Decide a dispatch event of the set; returns applied or stale */
-const char *
-partoo_dispatch_decide(PartooDispatchSet *ds, PartooIngestEvent *ev)
+/* applied or stale */
+static const char *
+dispatch_decide(void *batch, PartooIngestEvent *ev)
 {
-	DispatchMsg *m = dispatch_set_get(ds, ev->dispatch_id, ev->recipient, false);
+	DispatchMsg *m = dispatch_set_get((PartooDispatchSet *) batch,
+									  ev->dispatch_id, ev->recipient, false);
 
 	if (m == NULL || !m->found)
 		elog(ERROR, "dispatch message of an event was not fetched");
 	return decide_dispatch(m, ev);
 }
 
-/* Write back the changed parts and messages of the set */
-void
-partoo_dispatch_write(PartooDispatchSet *ds)
+static void
+dispatch_write(void *batch)
 {
-	write_dispatch_messages(ds);
+	write_dispatch_messages((PartooDispatchSet *) batch);
 }
+
+const PartooWebhookFormat partoo_webhook_format_dispatch = {
+	.name = "dispatch",
+	.shape = "a dispatch status notification has \"dispatchId\"",
+	.define_gucs = dispatch_define_gucs,
+	.recognise = dispatch_recognise,
+	.parse = dispatch_parse,
+	.authenticate = dispatch_authenticate,
+	.restore = NULL,
+	.begin = dispatch_begin,
+	.fetch = dispatch_fetch,
+	.decide = dispatch_decide,
+	.write = dispatch_write,
+};

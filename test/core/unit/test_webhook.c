@@ -909,6 +909,89 @@ test_mutations(void)
 	unit_check(ok, "20000 mutated payloads: an event or a reason, never both");
 }
 
+/*
+ * The steps of partoo_webhook_parse() one by one, and is_deleted read back
+ * from a stored dedup key (what pending events are applied from).
+ */
+static void
+test_steps_and_keys(void)
+{
+	static const char *const bodies[] = {
+		PARTOO_EXAMPLE("message_updated", "Success", "false", "User"),
+		PARTOO_EXAMPLE("message_created", "Sending", "true", "Bot"),
+		"{\"type\": \"message_updated\", \"payload\": {\"message\": {\"id\": 9, \"status\": \"Failed\"}}}",
+		DISPATCH_EXAMPLE
+	};
+	PartooWebhookError err;
+	struct cJSON *root;
+	PartooWebhookEvent *ev;
+	PartooWebhookEvent *whole;
+	int			d;
+	int			i;
+
+	for (i = 0; i < (int) (sizeof(bodies) / sizeof(bodies[0])); i++)
+	{
+		const char *b = bodies[i];
+		bool		partoo;
+
+		root = partoo_webhook_json_open(b, strlen(b), 0, &err);
+		if (!unit_check(root != NULL, "body %d opens", i))
+			continue;
+		partoo = partoo_webhook_is_partoo(root);
+		unit_check(partoo != partoo_webhook_is_dispatch(root),
+				   "body %d is recognised as exactly one format", i);
+		ev = partoo ? partoo_webhook_parse_partoo(root, b, strlen(b), &err) :
+			partoo_webhook_parse_dispatch(root, b, strlen(b), &err);
+		partoo_webhook_json_free(root);
+		whole = partoo_webhook_parse(b, strlen(b), 0, &err);
+		unit_check(ev != NULL && whole != NULL &&
+				   strcmp(ev->dedup_key, whole->dedup_key) == 0 &&
+				   ev->source == whole->source,
+				   "body %d: the steps give what partoo_webhook_parse gives", i);
+		if (ev != NULL && partoo)
+		{
+			d = 7;
+			unit_check(partoo_webhook_key_is_deleted(ev->dedup_key, &d) &&
+					   d == ev->is_deleted,
+					   "body %d: is_deleted read back from its key", i);
+		}
+		partoo_webhook_event_free(ev);
+		partoo_webhook_event_free(whole);
+	}
+
+	root = partoo_webhook_json_open("{\"a\": 1}", 8, 0, &err);
+	unit_check(root != NULL && !partoo_webhook_is_partoo(root) &&
+			   !partoo_webhook_is_dispatch(root) &&
+			   partoo_webhook_json_has(root, "a"), "an object of no format");
+	partoo_webhook_json_free(root);
+	unit_check(partoo_webhook_json_open("[1]", 3, 0, &err) == NULL &&
+			   err.kind == PARTOO_WHE_INVALID, "an array is refused before recognition");
+	unit_check(partoo_webhook_json_open("{\"a\": 1}", 8, 4, &err) == NULL &&
+			   err.kind == PARTOO_WHE_TOO_LARGE, "the size is checked first");
+
+	d = 7;
+	unit_check(partoo_webhook_key_is_deleted("partoo/message_updated/1/Success/t", &d) && d == 1,
+			   "key: deleted");
+	unit_check(partoo_webhook_key_is_deleted("partoo/message_created/1/Sending/f", &d) && d == 0,
+			   "key: not deleted");
+	unit_check(partoo_webhook_key_is_deleted("partoo/message_updated/1/Failed/-", &d) && d == -1,
+			   "key: is_deleted absent");
+	unit_check(partoo_webhook_key_is_deleted("partoo/message_updated/1/Success/t/r818035200000000", &d) &&
+			   d == 1, "key with a retry suffix");
+	unit_check(partoo_webhook_key_is_deleted("partoo/message_updated/1/Success/-/r-5", &d) &&
+			   d == -1, "key with a retry suffix before 2000");
+	d = 7;
+	unit_check(!partoo_webhook_key_is_deleted("partoo/ignored/00ff", &d) &&
+			   !partoo_webhook_key_is_deleted("dispatch/3:d-1/2:+3/1/x/0/4:READ", &d) &&
+			   !partoo_webhook_key_is_deleted("partoo/message_updated/1/Success/x", &d) &&
+			   !partoo_webhook_key_is_deleted("partoo/message_updated/1/Success/t/r", &d) &&
+			   !partoo_webhook_key_is_deleted("partoo/message_updated/1/Success/t/7", &d) &&
+			   !partoo_webhook_key_is_deleted("partoo/1/Success/t", &d) &&
+			   !partoo_webhook_key_is_deleted("", &d) &&
+			   !partoo_webhook_key_is_deleted(NULL, &d) && d == 7,
+			   "other strings are not Partoo status keys");
+}
+
 int
 main(void)
 {
@@ -922,5 +1005,6 @@ main(void)
 	test_dispatch_rules();
 	test_signatures();
 	test_mutations();
+	test_steps_and_keys();
 	return unit_done();
 }
