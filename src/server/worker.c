@@ -987,7 +987,8 @@ fill_fresh(uint64 n)
 
 		fresh[nfresh++] = job;	/* freed by discard_fresh() on error */
 		job->generation = served_generation;
-		partoo_job_fill(job, t, d, account_get(SPI_getvalue(t, d, 4), false));
+		partoo_job_fill(job, t, d,
+						account_get(SPI_getvalue(t, d, PARTOO_CLAIM_ACCOUNT), false));
 	}
 }
 
@@ -1132,15 +1133,8 @@ claim_rows(ClaimArgs *c)
 	log_caught(edata, "partoo worker could not claim a batch of outbox rows, claiming them one by one");
 	FreeErrorData(edata);
 
-	ncand = partoo_outbox_claim_candidates(c->limit, c->names, c->quotas, c->nnames,
-										   c->held, c->nheld);
-	cand = palloc(sizeof(int64) * Max(ncand, 1));
-	for (i = 0; i < ncand; i++)
-	{
-		bool		isnull;
-
-		cand[i] = partoo_spi_int64(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-	}
+	cand = partoo_outbox_claim_candidates(c->limit, c->names, c->quotas, c->nnames,
+										  c->held, c->nheld, &ncand);
 	for (i = 0; i < ncand; i++)
 	{
 		first = nfresh;
