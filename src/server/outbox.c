@@ -1,8 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * outbox.c
- *		All SQL the worker runs: recovery, claims, recording outcomes,
- *		the next due time, and reading accounts.
+ *		The statements the worker runs on partoo's outbox, messages and
+ *		accounts: recovery, claims, recording outcomes, the next due time,
+ *		and reading accounts.
+ *
+ * Not here: the statements applying webhook events, which the worker
+ * also runs (after recording outcomes, and for the owed buckets), live
+ * with the rest of webhook application in webhook_apply.c.
  *
  * Every function here expects to be called inside a transaction the
  * worker started, with SPI connected and a snapshot pushed (see
@@ -156,10 +161,22 @@ partoo_outbox_has_record(void)
 	"  UPDATE partoo.messages m SET state = 'sending', updated_at = now()" \
 	"    FROM upd WHERE m.id = upd.message_id AND upd.action = 'send'" \
 	"     AND m.state = 'queued')" \
-	" SELECT u.id, u.message_id, u.action, u.account, u.attempts," \
-	"        m.id IS NOT NULL, m.conversation_id, m.content_type, m.content," \
-	"        m.url, m.image, m.filename, m.channel, m.created_at, m.partoo_id," \
-	"        u.record_pid" \
+	" SELECT u.id,"					/* PARTOO_CLAIM_OUTBOX_ID */ \
+	"        u.message_id,"			/* PARTOO_CLAIM_MESSAGE_ID */ \
+	"        u.action,"				/* PARTOO_CLAIM_ACTION */ \
+	"        u.account,"				/* PARTOO_CLAIM_ACCOUNT */ \
+	"        u.attempts,"			/* PARTOO_CLAIM_ATTEMPTS */ \
+	"        m.id IS NOT NULL,"		/* PARTOO_CLAIM_MESSAGE_EXISTS */ \
+	"        m.conversation_id,"		/* PARTOO_CLAIM_CONVERSATION_ID */ \
+	"        m.content_type,"		/* PARTOO_CLAIM_CONTENT_TYPE */ \
+	"        m.content,"				/* PARTOO_CLAIM_CONTENT */ \
+	"        m.url,"					/* PARTOO_CLAIM_URL */ \
+	"        m.image,"				/* PARTOO_CLAIM_IMAGE */ \
+	"        m.filename,"			/* PARTOO_CLAIM_FILENAME */ \
+	"        m.channel,"				/* PARTOO_CLAIM_CHANNEL */ \
+	"        m.created_at,"			/* PARTOO_CLAIM_CREATED_AT */ \
+	"        m.partoo_id,"			/* PARTOO_CLAIM_PARTOO_ID */ \
+	"        u.record_pid"			/* PARTOO_CLAIM_RECORD_PID */ \
 	"   FROM upd u LEFT JOIN partoo.messages m ON m.id = u.message_id"
 
 /*
@@ -203,12 +220,8 @@ partoo_outbox_has_record(void)
  * fairness), none of the nheld outbox ids held (the worker's own rows,
  * whose lease may have run out while they wait to be recorded); lease
  * them for lease_s seconds and mark their messages 'sending'.  The rows
- * are left in SPI_tuptable with the columns
- *	1 outbox id, 2 message id, 3 action, 4 account, 5 outbox attempts,
- *	6 message exists, 7 conversation_id, 8 content_type, 9 content, 10 url,
- *	11 image, 12 filename, 13 channel, 14 created_at, 15 partoo_id,
- *	16 the Partoo id a 'record' row holds
- * Returns the number of rows.
+ * are left in SPI_tuptable, with the columns PartooClaimColumn names
+ * (outbox.h).  Returns the number of rows.
  *
  * NB: each account is read through the (account, run_at) index, so an
  * account with a long throttled backlog never hides another account's
@@ -239,21 +252,26 @@ partoo_outbox_claim(int limit, Datum *accounts, Datum *quotas, int naccounts,
 	rc = SPI_execute_plan(plans[rec ? 1 : 0], args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not claim outbox rows: %s", SPI_result_code_string(rc));
+	Assert(SPI_tuptable->tupdesc->natts == PARTOO_CLAIM_NCOLUMNS);
 	return SPI_processed;
 }
 
 /*
  * The outbox ids partoo_outbox_claim would try with the same arguments,
  * without locking or changing anything: the candidates of a claim made
- * row by row after a batch claim failed.  In SPI_tuptable, column 1.
+ * row by row after a batch claim failed.  Returns them palloc'd, and
+ * their number in *ncandidates.
  */
-uint64
+int64 *
 partoo_outbox_claim_candidates(int limit, Datum *accounts, Datum *quotas,
-							   int naccounts, Datum *held, int nheld)
+							   int naccounts, Datum *held, int nheld,
+							   uint64 *ncandidates)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[5] = {INT4OID, TEXTARRAYOID, INT4ARRAYOID, INT4OID, INT8ARRAYOID};
 	Datum		args[5];
+	int64	   *ids;
+	uint64		i;
 	int			rc;
 
 	partoo_plan_once(&plan, CANDIDATES, 5, argtypes, OUTBOX_PLAN);
@@ -265,7 +283,15 @@ partoo_outbox_claim_candidates(int limit, Datum *accounts, Datum *quotas,
 	rc = SPI_execute_plan(plan, args, NULL, true, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read outbox rows: %s", SPI_result_code_string(rc));
-	return SPI_processed;
+	ids = palloc(sizeof(int64) * Max(SPI_processed, 1));
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+
+		ids[i] = partoo_spi_int64(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+	}
+	*ncandidates = SPI_processed;
+	return ids;
 }
 
 /* Claim the one outbox row id, if it is due; as partoo_outbox_claim */
@@ -293,6 +319,7 @@ partoo_outbox_claim_id(int64 id, int lease_s)
 	rc = SPI_execute_plan(plans[rec ? 1 : 0], args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not claim outbox rows: %s", SPI_result_code_string(rc));
+	Assert(SPI_tuptable->tupdesc->natts == PARTOO_CLAIM_NCOLUMNS);
 	return SPI_processed;
 }
 
@@ -418,6 +445,7 @@ partoo_outbox_next_due_ms(Datum *accounts, int naccounts)
 	return ms <= 0 ? 0 : (int64) ms + 1;
 }
 
+/* qsort and bsearch order of int64 */
 static int
 cmp_int64(const void *a, const void *b)
 {
@@ -428,23 +456,41 @@ cmp_int64(const void *a, const void *b)
 }
 
 /*
- * Record a batch of outcomes in one statement.  Arrays of n elements:
- * outbox id, message id, new state, final (outbox row leaves), delay_ms
- * before the next attempt (non-final), new outbox attempts, increment of
- * messages.attempts, partoo id (nullable), http status (nullable), error
- * (nullable), is retry action.  Sets recorded[i] for each outcome
- * recorded; the others are of rows another session holds (an outbox row
- * or a message locked, or being updated, by an open transaction), left
- * for a later transaction.  Returns how many were recorded.  Applies the
- * webhook events that were waiting for the Partoo ids recorded.
+ * Make o a batch of n outcomes, its arrays palloc'd in the current memory
+ * context for the caller to fill.
+ */
+void
+partoo_outbox_outcomes_init(PartooOutboxOutcomes *o, int n)
+{
+	o->n = n;
+	o->outbox_id = palloc(sizeof(Datum) * n);
+	o->message_id = palloc(sizeof(Datum) * n);
+	o->state = palloc(sizeof(Datum) * n);
+	o->final = palloc(sizeof(Datum) * n);
+	o->delay_ms = palloc(sizeof(Datum) * n);
+	o->attempts = palloc(sizeof(Datum) * n);
+	o->counted = palloc(sizeof(Datum) * n);
+	o->partoo_id = palloc(sizeof(Datum) * n);
+	o->partoo_id_null = palloc(sizeof(bool) * n);
+	o->http = palloc(sizeof(Datum) * n);
+	o->http_null = palloc(sizeof(bool) * n);
+	o->error = palloc(sizeof(Datum) * n);
+	o->error_null = palloc(sizeof(bool) * n);
+	o->is_retry = palloc(sizeof(Datum) * n);
+}
+
+/*
+ * Record a batch of outcomes (see PartooOutboxOutcomes) in one statement.
+ * Sets recorded[i] for each outcome recorded; the others are of rows
+ * another session holds (an outbox row or a message locked, or being
+ * updated, by an open transaction), left for a later transaction.
+ * Returns how many were recorded.  Applies the webhook events that were
+ * waiting for the Partoo ids recorded.
  */
 int
-partoo_outbox_record(int n, Datum *oid, Datum *mid, Datum *state,
-					 Datum *final, Datum *delay_ms, Datum *attempts,
-					 Datum *counted, Datum *pid, bool *pid_null,
-					 Datum *http, bool *http_null, Datum *err, bool *err_null,
-					 Datum *is_retry, bool *recorded)
+partoo_outbox_record(const PartooOutboxOutcomes *o, bool *recorded)
 {
+	int			n = o->n;
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[11] = {INT8ARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
 		BOOLARRAYOID, INT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, INT8ARRAYOID,
@@ -495,17 +541,17 @@ partoo_outbox_record(int n, Datum *oid, Datum *mid, Datum *state,
 			  " SELECT r.oid FROM r",
 			  11, argtypes, OUTBOX_PLAN);
 
-	args[0] = partoo_make_array(oid, NULL, n, INT8OID);
-	args[1] = partoo_make_array(mid, NULL, n, INT8OID);
-	args[2] = partoo_make_array(state, NULL, n, TEXTOID);
-	args[3] = partoo_make_array(final, NULL, n, BOOLOID);
-	args[4] = partoo_make_array(delay_ms, NULL, n, INT8OID);
-	args[5] = partoo_make_array(attempts, NULL, n, INT4OID);
-	args[6] = partoo_make_array(counted, NULL, n, INT4OID);
-	args[7] = partoo_make_array(pid, pid_null, n, INT8OID);
-	args[8] = partoo_make_array(http, http_null, n, INT4OID);
-	args[9] = partoo_make_array(err, err_null, n, TEXTOID);
-	args[10] = partoo_make_array(is_retry, NULL, n, BOOLOID);
+	args[0] = partoo_make_array(o->outbox_id, NULL, n, INT8OID);
+	args[1] = partoo_make_array(o->message_id, NULL, n, INT8OID);
+	args[2] = partoo_make_array(o->state, NULL, n, TEXTOID);
+	args[3] = partoo_make_array(o->final, NULL, n, BOOLOID);
+	args[4] = partoo_make_array(o->delay_ms, NULL, n, INT8OID);
+	args[5] = partoo_make_array(o->attempts, NULL, n, INT4OID);
+	args[6] = partoo_make_array(o->counted, NULL, n, INT4OID);
+	args[7] = partoo_make_array(o->partoo_id, o->partoo_id_null, n, INT8OID);
+	args[8] = partoo_make_array(o->http, o->http_null, n, INT4OID);
+	args[9] = partoo_make_array(o->error, o->error_null, n, TEXTOID);
+	args[10] = partoo_make_array(o->is_retry, NULL, n, BOOLOID);
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not record outcomes: %s", SPI_result_code_string(rc));
@@ -527,11 +573,11 @@ partoo_outbox_record(int n, Datum *oid, Datum *mid, Datum *state,
 	pids = palloc(sizeof(int64) * n);
 	for (i = 0; i < n; i++)
 	{
-		int64		o = DatumGetInt64(oid[i]);
+		int64		id = DatumGetInt64(o->outbox_id[i]);
 
-		recorded[i] = bsearch(&o, done, ndone, sizeof(int64), cmp_int64) != NULL;
-		if (recorded[i] && !pid_null[i] && !DatumGetBool(is_retry[i]))
-			pids[npids++] = DatumGetInt64(pid[i]);
+		recorded[i] = bsearch(&id, done, ndone, sizeof(int64), cmp_int64) != NULL;
+		if (recorded[i] && !o->partoo_id_null[i] && !DatumGetBool(o->is_retry[i]))
+			pids[npids++] = DatumGetInt64(o->partoo_id[i]);
 	}
 	if (npids > 0)
 		partoo_webhook_apply_recorded(pids, npids);

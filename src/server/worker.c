@@ -10,6 +10,9 @@
  * transactions.  A transaction either records finished requests, or
  * claims new rows, or both; HTTP happens only between transactions, so no
  * transaction or row lock is ever held while waiting for the network.
+ * One iteration (run_iteration, near the end of this file) reads as that
+ * story, one named step each: reload_config_if_pending, start_serving,
+ * collect, start_waiting, decide_work, run_transaction, sleep_time.
  *
  * Pipeline: claimed jobs wait in a queue and start as soon as a slot is
  * free (a slot is freed when its outcome is recorded, within
@@ -188,6 +191,7 @@ partoo_worker_define_gucs(void)
 
 #define RECORD_DELAY_MS 20		/* longest a finished request waits to be
 								 * recorded while others are in flight */
+/* a time that never comes: no next claim, no recording due */
 #define NEVER INT64_MAX
 /* outcomes waiting to be recorded that trigger a recording transaction */
 #define RECORD_BATCH Max(1, partoo_max_in_flight / 4)
@@ -198,6 +202,20 @@ partoo_worker_define_gucs(void)
 #define HELD_RETRY_MAX_MS 2000
 /* the webhook buckets, all owed when a worker starts (webhook_apply.c) */
 #define ALL_BUCKETS (~UINT64CONST(0))
+/*
+ * how often a worker that does not serve yet looks again for CREATE
+ * EXTENSION partoo, or for its predecessor's exit (the database lock)
+ */
+#define EXTENSION_WAIT_MS 10000
+/* pause after an error the loop caught, or a claim that failed on its rows */
+#define ERROR_PAUSE_MS 1000
+/*
+ * an outcome Partoo accepted that cannot be recorded is tried again after
+ * max(this, partoo.retry_base) doubling with each try, up to
+ * partoo.retry_max
+ */
+#define UNRECORDABLE_RETRY_MIN_MS 1000
+#define UNRECORDABLE_RETRY_MAX_DOUBLINGS 16
 
 static volatile sig_atomic_t got_sigterm = false;
 static volatile sig_atomic_t in_db_work = false;	/* between begin_txn and
@@ -226,6 +244,18 @@ static int	jobs_cap = 0;
  */
 static Oid	served_oid = InvalidOid;
 static uint32 served_generation = 1;
+
+/*
+ * The loop's state across iterations.  Statics, so that what an iteration
+ * changed before an error it threw is kept (see partoo_worker_main).
+ */
+static bool serving = false;	/* the extension is there, the database
+								 * lock taken, leases recovered */
+static bool db_locked = false;	/* take_database_lock succeeded */
+static int64 next_claim_at = 0; /* when to claim next (NEVER: on a wake-up) */
+static uint64 owed = ALL_BUCKETS;	/* webhook buckets owed a pass */
+static int64 owed_at = 0;		/* when to make that pass */
+static int	owed_tries = 0;		/* passes that left buckets owed */
 
 /* outbox rows that could be neither claimed nor put aside: not claimed */
 typedef struct SkippedRow
@@ -716,7 +746,8 @@ unrecordable(PartooJob *job, ErrorData *edata, int64 *soonest)
 {
 	char		msg[200];
 	int64		delay = Min((int64) partoo_retry_max_ms,
-							(int64) Max(1000, partoo_retry_base_ms) << Min(job->record_tries, 16));
+							(int64) Max(UNRECORDABLE_RETRY_MIN_MS, partoo_retry_base_ms)
+							<< Min(job->record_tries, UNRECORDABLE_RETRY_MAX_DOUBLINGS));
 
 	if (partoo_job_accepted(job))
 	{
@@ -987,7 +1018,8 @@ fill_fresh(uint64 n)
 
 		fresh[nfresh++] = job;	/* freed by discard_fresh() on error */
 		job->generation = served_generation;
-		partoo_job_fill(job, t, d, account_get(SPI_getvalue(t, d, 4), false));
+		partoo_job_fill(job, t, d,
+						account_get(SPI_getvalue(t, d, PARTOO_CLAIM_ACCOUNT), false));
 	}
 }
 
@@ -1005,6 +1037,10 @@ discard_fresh(void)
 	discard_fresh_from(0);
 }
 
+/*
+ * What a claim shares with its subtransactions: the accounts and their
+ * quotas, the ids not to claim again, and what was claimed.
+ */
 typedef struct ClaimArgs
 {
 	int			limit;
@@ -1025,16 +1061,6 @@ claim_batch(void *arg)
 	c->n = partoo_outbox_claim(c->limit, c->names, c->quotas, c->nnames,
 							   partoo_lease_s, c->held, c->nheld);
 	fill_fresh(c->n);
-}
-
-static uint64 claim_rows(ClaimArgs *c);
-
-static void
-claim_all(void *arg)
-{
-	ClaimArgs  *c = (ClaimArgs *) arg;
-
-	c->n = claim_rows(c);
 }
 
 static void
@@ -1132,15 +1158,8 @@ claim_rows(ClaimArgs *c)
 	log_caught(edata, "partoo worker could not claim a batch of outbox rows, claiming them one by one");
 	FreeErrorData(edata);
 
-	ncand = partoo_outbox_claim_candidates(c->limit, c->names, c->quotas, c->nnames,
-										   c->held, c->nheld);
-	cand = palloc(sizeof(int64) * Max(ncand, 1));
-	for (i = 0; i < ncand; i++)
-	{
-		bool		isnull;
-
-		cand[i] = partoo_spi_int64(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-	}
+	cand = partoo_outbox_claim_candidates(c->limit, c->names, c->quotas, c->nnames,
+										  c->held, c->nheld, &ncand);
 	for (i = 0; i < ncand; i++)
 	{
 		first = nfresh;
@@ -1160,136 +1179,180 @@ claim_rows(ClaimArgs *c)
 	return total;
 }
 
-/*
- * Claim up to limit rows in the current transaction, taking rate-limit
- * tokens for them: each account may take what its bucket holds now, and
- * the accounts are offered in an order that rotates from one claim to the
- * next so that none is always served last.  Returns the number claimed;
- * *next_ms gets how long until a claim may find more (0: at once, NEVER:
- * only on a wake-up).
- */
-static int
-claim(int limit, int64 *next_ms)
+static void
+claim_all(void *arg)
 {
-	static uint32 rotation = 0;
-	static int	held_tries = 0;
+	ClaimArgs  *c = (ClaimArgs *) arg;
+
+	c->n = claim_rows(c);
+}
+
+/*
+ * One claim's view of the accounts: the rows each may take (the tokens it
+ * reserved), which may have more rows due than it took, and how long until
+ * one out of tokens has some again.
+ */
+typedef struct ClaimRound
+{
+	int			limit;			/* rows the claim may take in all */
+	int64		now;
+	PartooWorkerAccount **all;	/* every account, in hash order */
+	int			nall;
+	Datum	   *names;			/* accounts with tokens (text) ... */
+	Datum	   *quotas;			/* ... and how many rows each may take */
+	int			nnames;
+	Datum	   *open;			/* accounts whose next due row says when to
+								 * claim again */
+	int			nopen;
+	int64		token_wait;		/* until an account out of tokens has one */
+} ClaimRound;
+
+/* Start a round with every account, none of them given tokens yet */
+static void
+begin_claim_round(ClaimRound *r, int limit)
+{
 	HASH_SEQ_STATUS seq;
 	PartooWorkerAccount *a;
 	long		nacc = hash_get_num_entries(accounts);
-	PartooWorkerAccount **all = palloc(sizeof(PartooWorkerAccount *) * (nacc + 1));
-	Datum	   *names = palloc(sizeof(Datum) * (nacc + 1));
-	Datum	   *quotas = palloc(sizeof(Datum) * (nacc + 1));
-	Datum	   *open = palloc(sizeof(Datum) * (nacc + 1));
-	int			nall = 0;
-	int			nnames = 0;
-	int			nopen = 0;
-	int64		now = now_ms();
-	int64		token_wait = NEVER;
-	uint64		n;
-	int			first = nfresh;
-	int			k;
-	StringInfoData paused;
-	ClaimArgs	c;
-	ErrorData  *failed = NULL;
 
-	initStringInfo(&paused);
-	pgstat_report_activity(STATE_RUNNING, "claiming outbox rows");
-
+	r->limit = limit;
+	r->now = now_ms();
+	r->all = palloc(sizeof(PartooWorkerAccount *) * (nacc + 1));
+	r->names = palloc(sizeof(Datum) * (nacc + 1));
+	r->quotas = palloc(sizeof(Datum) * (nacc + 1));
+	r->open = palloc(sizeof(Datum) * (nacc + 1));
+	r->nall = 0;
+	r->nnames = 0;
+	r->nopen = 0;
+	r->token_wait = NEVER;
 	hash_seq_init(&seq, accounts);
 	while ((a = hash_seq_search(&seq)) != NULL)
-		all[nall++] = a;
+		r->all[r->nall++] = a;
+}
 
-	for (k = 0; k < nall; k++)
+/*
+ * Reserve rate-limit tokens: each account may take what its bucket holds
+ * now (all it likes without a limit, none while a 429 pauses it), and the
+ * accounts are offered in an order that rotates from one claim to the
+ * next so that none is always served last.  The paused accounts are shown
+ * in partoo.worker_status().
+ */
+static void
+reserve_tokens(ClaimRound *r)
+{
+	static uint32 rotation = 0;
+	StringInfoData paused;
+	int			k;
+
+	initStringInfo(&paused);
+	for (k = 0; k < r->nall; k++)
 	{
-		int64		paused_until;
+		PartooWorkerAccount *a = r->all[(k + rotation) % r->nall];
+		int64		paused_until = partoo_ratelimit_paused_until(a->rl);
 		int64		wait = 0;
 
-		a = all[(k + rotation) % nall];
-		paused_until = partoo_ratelimit_paused_until(a->rl);
 		a->reserved = 0;
 		a->used = 0;
-		if (paused_until > now)
+		if (paused_until > r->now)
 		{
+			/* in whole seconds, rounded up */
 			appendStringInfo(&paused, "%s%s (%lld s)", paused.len ? ", " : "",
 							 a->name[0] ? a->name : "(default)",
-							 (long long) ((paused_until - now + 999) / 1000));
-			wait = paused_until - now;
+							 (long long) ((paused_until - r->now + 999) / 1000));
+			wait = paused_until - r->now;
 		}
 		else if (a->rpm == 0)
-			a->reserved = limit;
+			a->reserved = r->limit;
 		else
 		{
-			while (a->reserved < limit &&
-				   (wait = partoo_ratelimit_acquire(a->rl, now)) == 0)
+			while (a->reserved < r->limit &&
+				   (wait = partoo_ratelimit_acquire(a->rl, r->now)) == 0)
 				a->reserved++;
 		}
 		if (a->reserved == 0)
-			token_wait = Min(token_wait, Max(wait, 1));
+			r->token_wait = Min(r->token_wait, Max(wait, 1));
 		else
 		{
-			names[nnames] = CStringGetTextDatum(a->name);
-			quotas[nnames++] = Int32GetDatum(a->reserved);
+			r->names[r->nnames] = CStringGetTextDatum(a->name);
+			r->quotas[r->nnames++] = Int32GetDatum(a->reserved);
 		}
 	}
 	rotation++;
 	SpinLockAcquire(&slot->mutex);
 	slot_text(slot->paused, sizeof(slot->paused), paused.data);
 	SpinLockRelease(&slot->mutex);
+}
 
-	n = 0;
-	if (nnames > 0)
+/*
+ * Claim what the reserved tokens allow, into fresh[first..), in a
+ * subtransaction of its own, so that a claim that fails (a lock it could
+ * not have, a bug) does not take the outcomes this transaction recorded
+ * with it.  Returns NULL and the number claimed in *n, or the error (the
+ * caller frees it), logged unless it is a cancel, and nothing claimed.
+ */
+static ErrorData *
+claim_reserved(ClaimRound *r, int first, uint64 *n)
+{
+	ClaimArgs	c;
+	ErrorData  *failed;
+
+	memset(&c, 0, sizeof(c));
+	c.limit = r->limit;
+	c.names = r->names;
+	c.quotas = r->quotas;
+	c.nnames = r->nnames;
+	c.held = held_ids(&c.nheld);
+	failed = in_subxact(claim_all, &c);
+	if (failed == NULL)
 	{
-		memset(&c, 0, sizeof(c));
-		c.limit = limit;
-		c.names = names;
-		c.quotas = quotas;
-		c.nnames = nnames;
-		c.held = held_ids(&c.nheld);
-
-		/*
-		 * In a subtransaction of its own, so that a claim that fails (a
-		 * lock it could not have, a bug) does not take the outcomes this
-		 * transaction recorded with it.
-		 */
-		failed = in_subxact(claim_all, &c);
-		if (failed != NULL)
-		{
-			discard_fresh_from(first);
-			if (failed->sqlerrcode != ERRCODE_QUERY_CANCELED)
-			{
-				log_caught(failed, "partoo worker could not claim outbox rows, trying again later");
-				if (!transient_error(failed))
-					slot_error(failed->message ? failed->message : "");
-			}
-		}
-		else
-			n = c.n;
+		*n = c.n;
+		return NULL;
 	}
+	discard_fresh_from(first);
+	if (failed->sqlerrcode != ERRCODE_QUERY_CANCELED)
+	{
+		log_caught(failed, "partoo worker could not claim outbox rows, trying again later");
+		if (!transient_error(failed))
+			slot_error(failed->message ? failed->message : "");
+	}
+	return failed;
+}
 
-	/* the tokens each account used */
+/* Count the tokens the jobs of fresh[first..) used, each its account's */
+static void
+count_used_tokens(int first)
+{
+	int			k;
+
 	for (k = first; k < nfresh; k++)
 	{
-		a = account_get(fresh[k]->account, false);
+		PartooWorkerAccount *a = account_get(fresh[k]->account, false);
+
 		if (a != NULL && a->reserved > a->used)
 			a->used++;			/* paid for by a reserved token */
 	}
+}
 
-	/*
-	 * Give back the tokens not used.  Accounts that used all they had may
-	 * have more rows due, but get tokens back only later; the others tell
-	 * when their next row is due.
-	 */
-	for (k = 0; k < nall; k++)
+/*
+ * Give back the tokens not used.  Accounts that used all they had may
+ * have more rows due, but get tokens back only later (token_wait); the
+ * others tell when their next row is due (open).
+ */
+static void
+return_unused_tokens(ClaimRound *r)
+{
+	int			k;
+
+	for (k = 0; k < r->nall; k++)
 	{
-		int			had;
+		PartooWorkerAccount *a = r->all[k];
+		int			had = a->reserved;
 
-		a = all[k];
-		had = a->reserved;
 		if (a->rpm > 0)
 		{
 			while (a->reserved > a->used)
 			{
-				partoo_ratelimit_release(a->rl, now);
+				partoo_ratelimit_release(a->rl, r->now);
 				a->reserved--;
 			}
 		}
@@ -1297,44 +1360,77 @@ claim(int limit, int64 *next_ms)
 			continue;			/* paused or out of tokens: token_wait */
 		if (a->rpm > 0 && a->used == had)
 		{
-			int64		w = partoo_ratelimit_acquire(a->rl, now);
+			int64		w = partoo_ratelimit_acquire(a->rl, r->now);
 
 			if (w == 0)
 			{
-				partoo_ratelimit_release(a->rl, now);
+				partoo_ratelimit_release(a->rl, r->now);
 				w = 1;
 			}
-			token_wait = Min(token_wait, w);
+			r->token_wait = Min(r->token_wait, w);
 			continue;
 		}
-		open[nopen++] = CStringGetTextDatum(a->name);
+		r->open[r->nopen++] = CStringGetTextDatum(a->name);
 	}
+}
+
+/*
+ * How long until a claim may find more, after one that took n rows or
+ * failed: 0 (at once) when it took all it could, otherwise until the open
+ * accounts' next row is due or an account has tokens again (NEVER: only
+ * on a wake-up).
+ */
+static int64
+next_claim_delay(ClaimRound *r, ErrorData *failed, uint64 n)
+{
+	static int	held_tries = 0;
+	int64		due;
 
 	if (failed != NULL)
+		return transient_error(failed) ? held_retry_ms(held_tries++) : ERROR_PAUSE_MS;
+	if ((int) n >= r->limit)
 	{
-		*next_ms = transient_error(failed) ? held_retry_ms(held_tries++) : 1000;
-		FreeErrorData(failed);
-	}
-	else if ((int) n >= limit)
-	{
-		*next_ms = 0;
 		held_tries = 0;
+		return 0;
 	}
-	else
-	{
-		int64		due = partoo_outbox_next_due_ms(open, nopen);
+	due = partoo_outbox_next_due_ms(r->open, r->nopen);
 
-		/*
-		 * Rows due now that this claim did not take are held by another
-		 * session (locked, or their message is), or by this worker: come
-		 * back for them a little later, not at once.
-		 */
-		if (due == 0)
-			due = held_retry_ms(held_tries++);
-		else
-			held_tries = 0;
-		*next_ms = Min(due < 0 ? NEVER : due, token_wait);
-	}
+	/*
+	 * Rows due now that this claim did not take are held by another session
+	 * (locked, or their message is), or by this worker: come back for them a
+	 * little later, not at once.
+	 */
+	if (due == 0)
+		due = held_retry_ms(held_tries++);
+	else
+		held_tries = 0;
+	return Min(due < 0 ? NEVER : due, r->token_wait);
+}
+
+/*
+ * Claim up to limit rows in the current transaction, taking rate-limit
+ * tokens for them (reserve them, claim, pay for the rows claimed, give the
+ * rest back).  Returns the number claimed; *next_ms gets how long until a
+ * claim may find more (0: at once, NEVER: only on a wake-up).
+ */
+static int
+claim(int limit, int64 *next_ms)
+{
+	ClaimRound	r;
+	int			first = nfresh;
+	uint64		n = 0;
+	ErrorData  *failed = NULL;
+
+	pgstat_report_activity(STATE_RUNNING, "claiming outbox rows");
+	begin_claim_round(&r, limit);
+	reserve_tokens(&r);
+	if (r.nnames > 0)
+		failed = claim_reserved(&r, first, &n);
+	count_used_tokens(first);
+	return_unused_tokens(&r);
+	*next_ms = next_claim_delay(&r, failed, n);
+	if (failed != NULL)
+		FreeErrorData(failed);
 	return (int) n;
 }
 
@@ -1426,10 +1522,11 @@ report_error(void)
 
 /*
  * The extension we served is gone (DROP EXTENSION, perhaps followed by a
- * new CREATE EXTENSION): forget everything claimed from it.  Answers not
- * recorded yet are thrown away, and so will be those of the requests still
- * in flight (collect()); nothing was recorded for them and their tables
- * are gone.  Says so in one line.
+ * new CREATE EXTENSION): forget everything claimed from it, and look for
+ * the extension again at once.  Answers not recorded yet are thrown away,
+ * and so will be those of the requests still in flight (collect());
+ * nothing was recorded for them and their tables are gone.  Says so in
+ * one line.
  */
 static void
 forget_extension(void)
@@ -1445,6 +1542,8 @@ forget_extension(void)
 	nskipped = 0;
 	served_generation++;
 	served_oid = InvalidOid;
+	serving = false;
+	next_claim_at = 0;
 	accounts_loaded = false;
 	ereport(LOG,
 			(errmsg("partoo worker stopped serving database \"%s\": extension partoo was dropped",
@@ -1572,19 +1671,13 @@ results_timing(int64 now, bool *need)
 	return (long) Max(0, next - now);
 }
 
-void
-partoo_worker_main(Datum main_arg)
+/*
+ * Take slot index, set up signals, connect to the slot's database, and
+ * show this process in the slot until it exits.
+ */
+static void
+attach_to_slot(int index)
 {
-	int			index = DatumGetInt32(main_arg);
-	MemoryContext loop_cxt;
-	HASHCTL		ctl;
-	volatile bool ready = false;
-	volatile bool locked = false;
-	volatile int64 next_claim_at = 0;
-	volatile uint64 owed = ALL_BUCKETS; /* webhook buckets owed a pass */
-	volatile int64 owed_at = 0;
-	volatile int owed_tries = 0;
-
 	slot = partoo_slot(index);
 	if (slot == NULL)
 		ereport(FATAL,
@@ -1606,22 +1699,40 @@ partoo_worker_main(Datum main_arg)
 	slot->started_at = GetCurrentTimestamp();
 	SpinLockRelease(&slot->mutex);
 	before_shmem_exit(clear_slot, (Datum) 0);
+}
 
-	/*
-	 * NB: every iteration allocates and frees the same few megabytes
-	 * (batches, SPI results, executor state).  glibc's default adaptive
-	 * thresholds hand that memory back to the kernel at each free and
-	 * fault it in again at the next allocation: that cost the worker a
-	 * tenth of its CPU (page faults and brk, measured with perf).  Keep up
-	 * to 64 MB of free heap instead; a steady size, not a growing one.
-	 */
+/*
+ * NB: every iteration allocates and frees the same few megabytes
+ * (batches, SPI results, executor state).  glibc's default adaptive
+ * thresholds hand that memory back to the kernel at each free and fault
+ * it in again at the next allocation: that cost the worker a tenth of its
+ * CPU (page faults and brk, measured with perf).  Keep up to
+ * FREE_HEAP_KEPT of free heap instead, and take blocks below
+ * MMAP_THRESHOLD from the heap (fixed thresholds, no longer adaptive); a
+ * steady size, not a growing one.
+ */
+#define FREE_HEAP_KEPT (64 * 1024 * 1024)
+#define MMAP_THRESHOLD (16 * 1024 * 1024)
+
+static void
+keep_free_heap(void)
+{
 #ifdef M_TRIM_THRESHOLD
-	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
-	mallopt(M_MMAP_THRESHOLD, 16 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, FREE_HEAP_KEPT);
+	mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
 #endif
+}
 
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "partoo worker loop",
-									 ALLOCSET_DEFAULT_SIZES);
+/*
+ * The accounts' hash and the job lists, for the life of the process; the
+ * lists sized for what a worker holds at most with the settings at start
+ * (twice the larger of a claim and the slots), and grown if they change.
+ */
+static void
+create_local_state(void)
+{
+	HASHCTL		ctl;
+
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = sizeof(char *);
 	ctl.entrysize = sizeof(PartooWorkerAccount);
@@ -1630,6 +1741,294 @@ partoo_worker_main(Datum main_arg)
 	accounts = hash_create("partoo accounts", 64, &ctl,
 						   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE);
 	ensure_job_lists(Max(partoo_max_in_flight, partoo_batch_size) * 2 + 16);
+}
+
+/* SIGHUP: reload the settings; the default account and the pace may change */
+static void
+reload_config_if_pending(void)
+{
+	if (!ConfigReloadPending)
+		return;
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	accounts_loaded = false;	/* the default account may change */
+	next_claim_at = 0;
+}
+
+/*
+ * Begin serving an installation of the extension, in a transaction of
+ * its own: find the extension, take the database lock (once), and make
+ * the rows a dead predecessor leased due again.  Returns whether the
+ * worker serves now.
+ */
+static bool
+start_serving(void)
+{
+	bool		installed;
+	Oid			oid;
+
+	begin_txn("starting");
+	oid = partoo_outbox_extension_oid();
+	installed = OidIsValid(oid);
+	if (installed && !db_locked)
+		db_locked = take_database_lock();
+	if (installed && db_locked)
+	{
+		uint64		n = partoo_outbox_recover();
+
+		if (n > 0)
+			ereport(LOG,
+					(errmsg("partoo worker made %llu rows leased by a previous worker due again",
+							(unsigned long long) n)));
+	}
+	end_txn();
+	serving = installed && db_locked;
+	if (serving)
+		served_oid = oid;
+	return serving;
+}
+
+/* What an iteration's transaction has to do */
+typedef struct LoopWork
+{
+	bool		record;			/* outcomes want recording now */
+	bool		claim;			/* slots are free and a claim is due */
+	bool		owed;			/* owed webhook buckets are due a pass */
+} LoopWork;
+
+/*
+ * Decide what is due at now into *work.  Returns when the results want
+ * recording (as results_timing).
+ */
+static long
+decide_work(int64 now, LoopWork *work)
+{
+	long		t = results_timing(now, &work->record);
+
+	work->claim = ninflight + nwaiting <= partoo_max_in_flight &&
+		now >= next_claim_at;
+	owed |= partoo_take_owed_pending(slot);
+	work->owed = owed != 0 && now >= owed_at;
+	return t;
+}
+
+/*
+ * A transaction that only claims need not wait for its WAL flush: if a
+ * crash loses it, its rows are simply still due, just as
+ * partoo_outbox_recover makes leased rows due again at start.  Waiting put
+ * an fsync between every enqueue's commit and its request.  Outcomes stay
+ * synchronous: losing one would re-send a sent message.
+ */
+static void
+commit_without_flush(void)
+{
+	(void) set_config_option("synchronous_commit", "off",
+							 PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+}
+
+/* Record the due outcomes; a row put back for a later attempt is due then */
+static void
+record_due_results(int64 now)
+{
+	int64		soonest = record_results();
+
+	if (soonest != NEVER)
+		next_claim_at = Min(next_claim_at, now + soonest);
+}
+
+/*
+ * Apply the pending webhook events of the owed buckets, in a
+ * subtransaction.  Buckets left owed (held by an open ingest, or an
+ * error) get another pass later, backing off.
+ */
+static void
+apply_owed_events(int64 now)
+{
+	uint64		todo = owed;
+	ErrorData  *edata;
+
+	owed = 0;
+	edata = in_subxact(apply_owed, &todo);
+	if (edata != NULL)
+	{
+		if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+			log_caught(edata, "partoo worker could not apply pending webhook events, trying again later");
+		FreeErrorData(edata);
+	}
+	owed |= todo;
+	if (owed != 0)
+		owed_at = now + held_retry_ms(owed_tries++);
+	else
+		owed_tries = 0;
+}
+
+/*
+ * Claim as many rows as keep the jobs held (in flight and waiting) within
+ * twice partoo.max_in_flight, and at most partoo.batch_size; set when to
+ * claim next.
+ */
+static void
+claim_more(int64 now)
+{
+	int64		next_ms;
+	int			limit = Min(partoo_batch_size,
+							2 * partoo_max_in_flight - ninflight - nwaiting);
+
+	(void) claim(limit, &next_ms);
+	next_claim_at = (next_ms == NEVER) ? NEVER : now + next_ms;
+}
+
+/*
+ * The iteration's one short transaction: record outcomes, apply owed
+ * webhook events, claim, as each is due; then, once it has committed,
+ * free what it recorded and queue and start what it claimed.  If the
+ * extension is no longer the one served, nothing of that: the worker
+ * forgets it.  Returns when the remaining results want recording (as
+ * results_timing).
+ */
+static long
+run_transaction(int64 now, const LoopWork *work)
+{
+	bool		record_now;
+
+	begin_txn("partoo worker");
+	if (partoo_outbox_extension_oid() != served_oid)
+	{
+		/* dropped, perhaps created again: start over */
+		end_txn();
+		forget_extension();
+		return 0;
+	}
+	if (!work->record)
+		commit_without_flush();
+	if (accounts_changed())
+		reload_accounts();
+	if (work->record)
+		record_due_results(now);
+	if (work->owed && !got_sigterm)
+		apply_owed_events(now);
+	if (work->claim && !got_sigterm)
+		claim_more(now);
+	end_txn();
+	release_recorded();
+	start_fresh();
+	return results_timing(now_ms(), &record_now);
+}
+
+/*
+ * How long the worker may sleep (-1: until woken): until the results want
+ * recording (results_wait), the next claim (if slots are free), or the
+ * owed webhook buckets' next pass, whichever comes first.
+ */
+static long
+sleep_time(long results_wait)
+{
+	long		timeout = results_wait;
+
+	if (ninflight + nwaiting <= partoo_max_in_flight && next_claim_at != NEVER)
+	{
+		long		c = (long) Max(0, next_claim_at - now_ms());
+
+		timeout = (timeout < 0) ? c : Min(timeout, c);
+	}
+	if (owed != 0)
+	{
+		long		o = (long) Max(0, owed_at - now_ms());
+
+		timeout = (timeout < 0) ? o : Min(timeout, o);
+	}
+	return timeout;
+}
+
+/*
+ * One iteration of the loop: reload the settings if asked; begin serving
+ * the extension if not yet; take what the network finished and start
+ * waiting jobs in the slots it freed; decide what is due and do it in one
+ * short transaction.  Returns how long the worker may sleep (-1: until
+ * woken).  May throw: the loop catches.
+ */
+static long
+run_iteration(void)
+{
+	int64		now;
+	LoopWork	work;
+	long		results_wait;
+
+	CHECK_FOR_INTERRUPTS();
+	reload_config_if_pending();
+	now = now_ms();
+	if (!serving && !start_serving())
+		return EXTENSION_WAIT_MS;
+
+	collect();
+	start_waiting();
+	results_wait = decide_work(now, &work);
+	if (work.record || work.claim || work.owed || accounts_changed())
+		results_wait = run_transaction(now, &work);
+	return sleep_time(results_wait);
+}
+
+/*
+ * After an error the loop caught: log it, abort the transaction, forget
+ * what it did (the outcomes it recorded are recorded again, the rows it
+ * claimed were not claimed), and claim again after the pause.
+ */
+static void
+recover_from_error(void)
+{
+	HOLD_INTERRUPTS();
+	report_error();
+	AbortOutOfAnyTransaction();
+	leave_db_work();
+	RESUME_INTERRUPTS();
+	unmark_recorded();
+	discard_fresh();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	next_claim_at = 0;
+}
+
+/* Show the number of requests in flight in partoo.worker_status() */
+static void
+publish_in_flight(void)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->in_flight = ninflight;
+	SpinLockRelease(&slot->mutex);
+}
+
+/*
+ * Sleep until timeout (-1: no timeout), the latch, or one of libcurl's
+ * sockets; a latch set (an enqueue committed, or a signal) makes the next
+ * claim due at once.
+ */
+static void
+wait_for_work(long timeout)
+{
+	int			rc = partoo_http_wait(timeout);
+
+	if (rc & PARTOO_WAKE_LATCH)
+	{
+		ResetLatch(MyLatch);
+		next_claim_at = 0;
+	}
+}
+
+/*
+ * The worker's entry point: set up, run iterations until SIGTERM, an
+ * error in one logged and followed by a pause, then shut down.  Every
+ * iteration's palloc'd memory lives in loop_cxt, reset at its top.
+ */
+void
+partoo_worker_main(Datum main_arg)
+{
+	MemoryContext loop_cxt;
+
+	attach_to_slot(DatumGetInt32(main_arg));
+	keep_free_heap();
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "partoo worker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	create_local_state();
 
 	ereport(LOG,
 			(errmsg("partoo worker started for database \"%s\"", slot->dbname)));
@@ -1637,182 +2036,25 @@ partoo_worker_main(Datum main_arg)
 	while (!got_sigterm)
 	{
 		volatile long timeout = -1;
-		int			rc;
 
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
-
 		PG_TRY();
 		{
-			int64		now;
-			bool		need_record;
-			bool		can_claim;
-			bool		need_owed;
-			long		t;
-
-			CHECK_FOR_INTERRUPTS();
-			if (ConfigReloadPending)
-			{
-				ConfigReloadPending = false;
-				ProcessConfigFile(PGC_SIGHUP);
-				accounts_loaded = false;	/* the default account may change */
-				next_claim_at = 0;
-			}
-			now = now_ms();
-
-			if (!ready)
-			{
-				bool		installed;
-				Oid			oid;
-
-				begin_txn("starting");
-				oid = partoo_outbox_extension_oid();
-				installed = OidIsValid(oid);
-				if (installed && !locked)
-					locked = take_database_lock();
-				if (installed && locked)
-				{
-					uint64		n = partoo_outbox_recover();
-
-					if (n > 0)
-						ereport(LOG,
-								(errmsg("partoo worker made %llu rows leased by a previous worker due again",
-										(unsigned long long) n)));
-				}
-				end_txn();
-				ready = installed && locked;
-				if (ready)
-					served_oid = oid;
-				if (!ready)
-					timeout = 10000;	/* CREATE EXTENSION partoo not run yet,
-										 * or another worker still here */
-			}
-
-			if (ready)
-			{
-				collect();
-				start_waiting();
-				t = results_timing(now, &need_record);
-				can_claim = ninflight + nwaiting <= partoo_max_in_flight &&
-					now >= next_claim_at;
-				owed |= partoo_take_owed_pending(slot);
-				need_owed = owed != 0 && now >= owed_at;
-
-				if (need_record || can_claim || need_owed || accounts_changed())
-				{
-					begin_txn("partoo worker");
-					if (partoo_outbox_extension_oid() != served_oid)
-					{
-						/* dropped, perhaps created again: start over */
-						end_txn();
-						forget_extension();
-						ready = false;
-						next_claim_at = 0;
-						t = 0;
-					}
-					else
-					{
-						/*
-						 * A transaction that only claims need not wait for its
-						 * WAL flush: if a crash loses it, its rows are simply
-						 * still due, just as partoo_outbox_recover makes leased
-						 * rows due again at start.  Waiting put an fsync between
-						 * every enqueue's commit and its request.  Outcomes stay
-						 * synchronous: losing one would re-send a sent message.
-						 */
-						if (!need_record)
-							(void) set_config_option("synchronous_commit", "off",
-													 PGC_SUSET, PGC_S_SESSION,
-													 GUC_ACTION_LOCAL, true, 0, false);
-						if (accounts_changed())
-							reload_accounts();
-						if (need_record)
-						{
-							int64		soonest = record_results();
-
-							/* a row put back for a later attempt is due then */
-							if (soonest != NEVER)
-								next_claim_at = Min(next_claim_at, now + soonest);
-						}
-						if (need_owed && !got_sigterm)
-						{
-							uint64		todo = owed;
-							ErrorData  *edata;
-
-							owed = 0;
-							edata = in_subxact(apply_owed, &todo);
-							if (edata != NULL)
-							{
-								if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
-									log_caught(edata, "partoo worker could not apply pending webhook events, trying again later");
-								FreeErrorData(edata);
-							}
-							owed |= todo;
-							if (owed != 0)
-								owed_at = now + held_retry_ms(owed_tries++);
-							else
-								owed_tries = 0;
-						}
-						if (can_claim && !got_sigterm)
-						{
-							int64		next_ms;
-							int			limit = Min(partoo_batch_size,
-													2 * partoo_max_in_flight - ninflight - nwaiting);
-
-							(void) claim(limit, &next_ms);
-							next_claim_at = (next_ms == NEVER) ? NEVER : now + next_ms;
-						}
-						end_txn();
-						release_recorded();
-						start_fresh();
-						t = results_timing(now_ms(), &need_record);
-					}
-				}
-
-				/* how long may we sleep? */
-				timeout = t;
-				if (ninflight + nwaiting <= partoo_max_in_flight && next_claim_at != NEVER)
-				{
-					long		c = (long) Max(0, next_claim_at - now_ms());
-
-					timeout = (timeout < 0) ? c : Min(timeout, c);
-				}
-				if (owed != 0)
-				{
-					long		o = (long) Max(0, owed_at - now_ms());
-
-					timeout = (timeout < 0) ? o : Min(timeout, o);
-				}
-			}
+			timeout = run_iteration();
 		}
 		PG_CATCH();
 		{
 			MemoryContextSwitchTo(loop_cxt);
-			HOLD_INTERRUPTS();
-			report_error();
-			AbortOutOfAnyTransaction();
-			leave_db_work();
-			RESUME_INTERRUPTS();
-			unmark_recorded();
-			discard_fresh();
-			pgstat_report_activity(STATE_IDLE, NULL);
-			timeout = 1000;
-			next_claim_at = 0;
+			recover_from_error();
+			timeout = ERROR_PAUSE_MS;
 		}
 		PG_END_TRY();
 
-		SpinLockAcquire(&slot->mutex);
-		slot->in_flight = ninflight;
-		SpinLockRelease(&slot->mutex);
-
+		publish_in_flight();
 		if (got_sigterm)
 			break;
-		rc = partoo_http_wait(timeout);
-		if (rc & PARTOO_WAKE_LATCH)
-		{
-			ResetLatch(MyLatch);
-			next_claim_at = 0;	/* an enqueue committed, or a signal */
-		}
+		wait_for_work(timeout);
 	}
 
 	shutdown_worker();

@@ -36,13 +36,22 @@
 #include "server/worker_job.h"
 
 /*
+ * The HTTP status recorded for a 'record' action: Partoo accepted its
+ * message (its real 2xx status was not kept with its Partoo id).
+ */
+#define RECORD_ACTION_HTTP 200
+
+/* Longest error text recorded in messages.last_error, in bytes */
+#define RECORDED_ERROR_MAX 512
+
+/*
  * Set a job's outcome: its message's new state, whether the outbox row
  * leaves (final) or waits delay_ms, the outbox and message attempt counts,
  * the HTTP status (0: none) and the error text (fmt NULL: none).
  */
 void
 partoo_job_outcome(PartooJob *job, const char *state, bool final, int64 delay_ms,
-			int new_attempts, int counted, long http, const char *fmt,...)
+				   int new_attempts, int counted, long http, const char *fmt,...)
 {
 	job->state = state;
 	job->final = final;
@@ -174,47 +183,34 @@ partoo_job_accepted(const PartooJob *job)
 int
 partoo_job_record(PartooJob **jobs, int n, bool *recorded)
 {
-	Datum	   *oid = palloc(sizeof(Datum) * n);
-	Datum	   *mid = palloc(sizeof(Datum) * n);
-	Datum	   *state = palloc(sizeof(Datum) * n);
-	Datum	   *final = palloc(sizeof(Datum) * n);
-	Datum	   *delay = palloc(sizeof(Datum) * n);
-	Datum	   *attempts = palloc(sizeof(Datum) * n);
-	Datum	   *counted = palloc(sizeof(Datum) * n);
-	Datum	   *pid = palloc(sizeof(Datum) * n);
-	bool	   *pid_null = palloc(sizeof(bool) * n);
-	Datum	   *http = palloc(sizeof(Datum) * n);
-	bool	   *http_null = palloc(sizeof(bool) * n);
-	Datum	   *err = palloc(sizeof(Datum) * n);
-	bool	   *err_null = palloc(sizeof(bool) * n);
-	Datum	   *is_retry = palloc(sizeof(Datum) * n);
+	PartooOutboxOutcomes o;
 	int			i;
 
+	partoo_outbox_outcomes_init(&o, n);
 	for (i = 0; i < n; i++)
 	{
-		PartooJob		   *j = jobs[i];
+		PartooJob  *j = jobs[i];
 
-		oid[i] = Int64GetDatum(j->outbox_id);
-		mid[i] = Int64GetDatum(j->message_id);
-		state[i] = CStringGetTextDatum(j->state);
-		final[i] = BoolGetDatum(j->final);
-		delay[i] = Int64GetDatum(j->delay_ms);
-		attempts[i] = Int32GetDatum(j->new_attempts);
-		counted[i] = Int32GetDatum(j->counted);
-		pid[i] = Int64GetDatum(j->pid);
-		pid_null[i] = !j->has_pid;
-		http[i] = Int32GetDatum((int32) j->http);
-		http_null[i] = (j->http == 0);
-		err[i] = CStringGetTextDatum(partoo_printable(j->err, strlen(j->err), 512));
-		err_null[i] = (j->err[0] == '\0');
-		is_retry[i] = BoolGetDatum(j->is_retry);
+		o.outbox_id[i] = Int64GetDatum(j->outbox_id);
+		o.message_id[i] = Int64GetDatum(j->message_id);
+		o.state[i] = CStringGetTextDatum(j->state);
+		o.final[i] = BoolGetDatum(j->final);
+		o.delay_ms[i] = Int64GetDatum(j->delay_ms);
+		o.attempts[i] = Int32GetDatum(j->new_attempts);
+		o.counted[i] = Int32GetDatum(j->counted);
+		o.partoo_id[i] = Int64GetDatum(j->pid);
+		o.partoo_id_null[i] = !j->has_pid;
+		o.http[i] = Int32GetDatum((int32) j->http);
+		o.http_null[i] = (j->http == 0);
+		o.error[i] = CStringGetTextDatum(partoo_printable(j->err, strlen(j->err),
+														  RECORDED_ERROR_MAX));
+		o.error_null[i] = (j->err[0] == '\0');
+		o.is_retry[i] = BoolGetDatum(j->is_retry);
 	}
-	return partoo_outbox_record(n, oid, mid, state, final, delay, attempts,
-								counted, pid, pid_null, http, http_null, err,
-								err_null, is_retry, recorded);
+	return partoo_outbox_record(&o, recorded);
 }
 
-/* text in the server encoding as UTF-8, or NULL */
+/* A text column of a claimed row, converted to UTF-8, or NULL */
 static const char *
 utf8_or_null(HeapTuple t, TupleDesc d, int col)
 {
@@ -239,18 +235,18 @@ partoo_job_fill(PartooJob *job, HeapTuple t, TupleDesc d, PartooWorkerAccount *a
 	char		path[64];
 	Datum		record_pid;
 
-	job->outbox_id = DatumGetInt64(SPI_getbinval(t, d, 1, &isnull));
-	job->message_id = DatumGetInt64(SPI_getbinval(t, d, 2, &isnull));
-	action = SPI_getvalue(t, d, 3);
+	job->outbox_id = DatumGetInt64(SPI_getbinval(t, d, PARTOO_CLAIM_OUTBOX_ID, &isnull));
+	job->message_id = DatumGetInt64(SPI_getbinval(t, d, PARTOO_CLAIM_MESSAGE_ID, &isnull));
+	action = SPI_getvalue(t, d, PARTOO_CLAIM_ACTION);
 	job->is_retry = (strcmp(action, "retry") == 0);
-	job->account = strdup(SPI_getvalue(t, d, 4));
+	job->account = strdup(SPI_getvalue(t, d, PARTOO_CLAIM_ACCOUNT));
 	if (job->account == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
-	job->attempts = DatumGetInt32(SPI_getbinval(t, d, 5, &isnull));
+	job->attempts = DatumGetInt32(SPI_getbinval(t, d, PARTOO_CLAIM_ATTEMPTS, &isnull));
 
-	if (!DatumGetBool(SPI_getbinval(t, d, 6, &isnull)))
+	if (!DatumGetBool(SPI_getbinval(t, d, PARTOO_CLAIM_MESSAGE_EXISTS, &isnull)))
 	{
 		partoo_job_outcome(job, "dead", true, 0, job->attempts, 0, 0,
 					"message row no longer exists");
@@ -261,10 +257,10 @@ partoo_job_fill(PartooJob *job, HeapTuple t, TupleDesc d, PartooWorkerAccount *a
 	 * A message Partoo accepted, whose outcome could not be recorded then
 	 * (partoo_outbox_keep_accepted): record it now, send nothing.
 	 */
-	record_pid = SPI_getbinval(t, d, 16, &isnull);
+	record_pid = SPI_getbinval(t, d, PARTOO_CLAIM_RECORD_PID, &isnull);
 	if (strcmp(action, "record") == 0 && !isnull)
 	{
-		partoo_job_outcome(job, "sent", true, 0, 0, 1, 200, NULL);
+		partoo_job_outcome(job, "sent", true, 0, 0, 1, RECORD_ACTION_HTTP, NULL);
 		job->has_pid = true;
 		job->pid = DatumGetInt64(record_pid);
 		job->record_tries = job->attempts;	/* recordings tried so far */
@@ -282,7 +278,7 @@ partoo_job_fill(PartooJob *job, HeapTuple t, TupleDesc d, PartooWorkerAccount *a
 
 	if (job->is_retry)
 	{
-		Datum		pid = SPI_getbinval(t, d, 15, &isnull);
+		Datum		pid = SPI_getbinval(t, d, PARTOO_CLAIM_PARTOO_ID, &isnull);
 
 		if (isnull)
 		{
@@ -302,20 +298,20 @@ partoo_job_fill(PartooJob *job, HeapTuple t, TupleDesc d, PartooWorkerAccount *a
 		Datum		img;
 
 		memset(&m, 0, sizeof(m));
-		m.conversation_id = DatumGetInt64(SPI_getbinval(t, d, 7, &isnull));
-		m.content_type = partoo_content_type_from_name(SPI_getvalue(t, d, 8));
-		m.content = utf8_or_null(t, d, 9);
-		m.url = utf8_or_null(t, d, 10);
-		img = SPI_getbinval(t, d, 11, &isnull);
+		m.conversation_id = DatumGetInt64(SPI_getbinval(t, d, PARTOO_CLAIM_CONVERSATION_ID, &isnull));
+		m.content_type = partoo_content_type_from_name(SPI_getvalue(t, d, PARTOO_CLAIM_CONTENT_TYPE));
+		m.content = utf8_or_null(t, d, PARTOO_CLAIM_CONTENT);
+		m.url = utf8_or_null(t, d, PARTOO_CLAIM_URL);
+		img = SPI_getbinval(t, d, PARTOO_CLAIM_IMAGE, &isnull);
 		if (!isnull)
 		{
 			image = DatumGetByteaPP(img);
 			m.image = (const unsigned char *) VARDATA_ANY(image);
 			m.image_len = VARSIZE_ANY_EXHDR(image);
 		}
-		m.filename = utf8_or_null(t, d, 12);
-		m.channel = partoo_channel_from_name(SPI_getvalue(t, d, 13));
-		created = SPI_getbinval(t, d, 14, &isnull);
+		m.filename = utf8_or_null(t, d, PARTOO_CLAIM_FILENAME);
+		m.channel = partoo_channel_from_name(SPI_getvalue(t, d, PARTOO_CLAIM_CHANNEL));
+		created = SPI_getbinval(t, d, PARTOO_CLAIM_CREATED_AT, &isnull);
 		partoo_format_date(partoo_timestamptz_to_unix_us(DatumGetTimestampTz(created)), date);
 		m.date = date;
 		partoo_path_send(path, sizeof(path));

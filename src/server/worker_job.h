@@ -4,6 +4,9 @@
  *		What worker.c and worker_job.c share: the worker's view of an
  *		account and of a job (one outbox row on its way).
  *
+ * Included after server/partoo.h (postgres.h), like every header of
+ * src/server/.
+ *
  * src/server/worker_job.h
  *
  *-------------------------------------------------------------------------
@@ -11,8 +14,11 @@
 #ifndef PARTOO_SERVER_WORKER_JOB_H
 #define PARTOO_SERVER_WORKER_JOB_H
 
-#include "http/http.h"
+#include "access/htup.h"
+#include "access/tupdesc.h"
+
 #include "core/ratelimit.h"
+#include "http/http.h"
 
 /* The partoo.worker_status() counter an outcome adds to */
 typedef enum PartooJobCount
