@@ -15,7 +15,8 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$HERE/partoo-mock
 if [ ! -x "$BIN" ] || [ "$HERE/partoo_mock.c" -nt "$BIN" ] || [ "$HERE/mock_util.c" -nt "$BIN" ] ||
-   [ "$HERE/mock_util.h" -nt "$BIN" ]; then
+   [ "$HERE/mock_util.h" -nt "$BIN" ] || [ "$HERE/mock_webhook.c" -nt "$BIN" ] ||
+   [ "$HERE/mock_webhook.h" -nt "$BIN" ]; then
   make -s -C "$HERE" partoo-mock >&2 || { echo "0 passed, 1 failed"; exit 1; }
 fi
 
@@ -283,7 +284,7 @@ expect "retry of non-integer id" 400 "$(E400 message_id 'Not a valid integer.')"
 req GET "/v2/messages/$FIRST/retry" -H "x-APIKey: test-key"
 expect "GET retry -> 404" 404 "$NOTFOUND"
 req GET /v2/messages -H "x-APIKey: test-key"
-expect "GET /v2/messages -> 404" 404 "$NOTFOUND"
+expect "GET /v2/messages without conversation_id -> 400" 400 '{"errors":{"query":{"conversation_id":["Missing data for required field."]}}}'
 req POST /v2/conversations -H "x-APIKey: test-key"
 expect "unknown /v2 path -> 404" 404 "$NOTFOUND"
 req POST "/v2/messages/$FIRST/retry/x" -H "x-APIKey: test-key"
