@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* ------------------------------------------------------------------ */
 /* memory                                                              */
@@ -147,6 +148,16 @@ sb_printf(sb_t *b, const char *fmt, ...)
   vsnprintf(b->p + b->len, (size_t) n + 1, fmt, ap);
   va_end(ap);
   b->len += (size_t) n;
+}
+
+void
+sb_put_date_us(sb_t *b, int64_t us)
+{
+  time_t s = (time_t) (us / 1000000);
+  struct tm tm;
+  gmtime_r(&s, &tm);
+  sb_printf(b, "\"%04d-%02d-%02d %02d:%02d:%02d.%06lld+00:00\"", tm.tm_year + 1900, tm.tm_mon + 1,
+            tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long long) (us % 1000000));
 }
 
 void

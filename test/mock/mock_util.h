@@ -31,6 +31,10 @@ void sb_printf(sb_t *b, const char *fmt, ...)
   __attribute__((format(printf, 2, 3)));
 void sb_free(sb_t *b);
 
+/* A JSON string with a CLOCK_REALTIME time in microseconds, in the shape
+ * of Partoo's dates: "2026-12-04 19:06:27.123456+00:00" */
+void sb_put_date_us(sb_t *b, int64_t us);
+
 /* JSON string literal (with quotes).  Valid UTF-8 is kept, control characters
  * use JSON escapes, bytes that are not valid UTF-8 become the 4-character
  * text \xHH (i.e. "\\xHH" in the JSON source). */

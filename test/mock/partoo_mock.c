@@ -10,6 +10,13 @@
  * and /_mock/... control endpoints that expose statistics, every accepted
  * message and the last requests.  See README.md for the user-level contract.
  *
+ * Each accepted message also gets a Partoo status (Sending, then Success or
+ * Failed: mock_webhook.c decides which and when), served by
+ * GET /v2/messages?conversation_id=N (paginated with an opaque cursor) and
+ * announced by signed message_updated webhooks when a webhook URL is set.
+ * /_mock/inbox is a small webhook receiver, so that one mock can check
+ * what another (or itself) sends.
+ *
  * Design: libmicrohttpd with an epoll thread pool; delays suspend the
  * connection and a timer thread resumes it, so a delay never blocks other
  * connections.  Shared state is a handful of mutex-protected structures
@@ -33,7 +40,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "mock_util.h"
+#include "mock_webhook.h"
 
 #define MAX_BODY (6u * 1024 * 1024)
 #define MAX_IMAGE (5u * 1024 * 1024)
@@ -65,7 +75,10 @@ static struct
   const char *tls_key;
   int quiet;
   uint64_t seed;
-} cfg = {.threads = 2, .seed = 42};
+  const char *webhook_url;
+  const char *webhook_key;
+  unsigned webhook_threads;
+} cfg = {.threads = 2, .seed = 42, .webhook_threads = 2};
 
 /* ------------------------------------------------------------------ */
 /* time, PRNG                                                          */
@@ -98,18 +111,41 @@ rnd01(void)
 /* ------------------------------------------------------------------ */
 
 static _Atomic uint64_t st_requests, st_accepted, st_retries_ok, st_connections,
-  st_dropped, st_rate_limited, st_open;
+  st_dropped, st_rate_limited, st_open, st_get_messages;
 static _Atomic uint64_t st_status[600];
 
 /* ------------------------------------------------------------------ */
 /* accepted records and message ids                                    */
 /* ------------------------------------------------------------------ */
 
+/* What the mock keeps of every message it ever created (not reset) */
 typedef struct
 {
   int64_t conv;
+  int64_t created_us;    /* CLOCK_REALTIME at acceptance */
+  int64_t outcome_at_us; /* the status is Sending until then, outcome after */
+  char *content;         /* for the webhooks of retries; kept only while a webhook URL is set */
   uint8_t ctype;
+  uint8_t outcome; /* WH_SUCCESS or WH_FAILED */
+  uint8_t forced;  /* a status set by /_mock/status, or WH_NONE */
 } meta_t;
+
+/* Partoo's status of a message at time now (CLOCK_REALTIME us) */
+static int
+meta_status(const meta_t *m, int64_t now)
+{
+  if (m->forced != WH_NONE)
+    return m->forced;
+  return now >= m->outcome_at_us ? m->outcome : WH_SENDING;
+}
+
+/* the ids of each conversation, ascending: GET /v2/messages */
+typedef struct
+{
+  int64_t conv;
+  int64_t *ids;
+  size_t n, cap;
+} conv_ent_t;
 
 typedef struct
 {
@@ -141,6 +177,68 @@ static record_t *recs;
 static size_t nrecs, recs_cap;
 static cset_ent_t *cset; /* distinct Text contents among accepted sends */
 static size_t cset_cap, cset_n;
+static conv_ent_t *convs; /* open addressing on conv; never reset, like meta */
+static size_t convs_cap, convs_n;
+
+static size_t
+conv_hash(int64_t conv, size_t cap)
+{
+  uint64_t z = (uint64_t) conv * 0x9E3779B97F4A7C15ULL;
+  return (size_t) (z ^ (z >> 32)) & (cap - 1);
+}
+
+/* The entry of conv, NULL if it has none and !create */
+static conv_ent_t *
+conv_find_nolock(int64_t conv, int create)
+{
+  if (create && (convs_n + 1) * 2 > convs_cap)
+  {
+    size_t nc = convs_cap ? convs_cap * 2 : 1024;
+    conv_ent_t *t = calloc(nc, sizeof(*t));
+    if (!t)
+      abort();
+    for (size_t i = 0; i < convs_cap; i++)
+      if (convs[i].ids)
+      {
+        size_t j = conv_hash(convs[i].conv, nc);
+        while (t[j].ids)
+          j = (j + 1) & (nc - 1);
+        t[j] = convs[i];
+      }
+    free(convs);
+    convs = t;
+    convs_cap = nc;
+  }
+  if (!convs_cap)
+    return NULL;
+  size_t i = conv_hash(conv, convs_cap);
+  while (convs[i].ids)
+  {
+    if (convs[i].conv == conv)
+      return &convs[i];
+    i = (i + 1) & (convs_cap - 1);
+  }
+  if (!create)
+    return NULL;
+  convs[i].conv = conv;
+  convs[i].cap = 4;
+  convs[i].ids = xmalloc(4 * sizeof(int64_t));
+  convs[i].n = 0;
+  convs_n++;
+  return &convs[i];
+}
+
+static void
+conv_add_nolock(int64_t conv, int64_t id)
+{
+  conv_ent_t *e = conv_find_nolock(conv, 1);
+  if (e->n == e->cap)
+  {
+    e->cap *= 2;
+    e->ids = xrealloc(e->ids, e->cap * sizeof(int64_t));
+  }
+  e->ids[e->n++] = id;
+}
 
 static void
 cset_insert_nolock(const char *s, size_t n)
@@ -1036,9 +1134,18 @@ validate_multipart(req_t *r, const char *ctype_hdr, verr_t *e)
 /* acceptance                                                          */
 /* ------------------------------------------------------------------ */
 
+/*
+ * Accept a send: issue its id, record it, decide its Partoo status and,
+ * when a webhook URL is set, queue its webhooks (after the lock: building
+ * and signing bodies must not hold up other requests).
+ */
 static int64_t
 accept_send(req_t *r)
 {
+  wh_plan_t plan;
+  wh_plan(&plan);
+  /* an upload's content is the file: its webhooks say null */
+  char *content = plan.send && r->text && r->image_len < 0 ? xstrndup(r->text, r->text_len) : NULL;
   pthread_mutex_lock(&rec_mu);
   int64_t id = next_id++;
   size_t idx = (size_t) (id - msg_id_base);
@@ -1049,6 +1156,12 @@ accept_send(req_t *r)
   }
   meta[idx].conv = r->conv;
   meta[idx].ctype = (uint8_t) r->ctype;
+  meta[idx].created_us = r->time_us;
+  meta[idx].outcome = (uint8_t) plan.outcome;
+  meta[idx].outcome_at_us = plan.outcome_at_us;
+  meta[idx].forced = WH_NONE;
+  meta[idx].content = content;
+  conv_add_nolock(r->conv, id);
   record_t *rc = rec_push_nolock();
   rc->kind = 0;
   rc->ctype = (uint8_t) r->ctype;
@@ -1063,21 +1176,31 @@ accept_send(req_t *r)
   r->text = NULL;
   if (rc->ctype == CT_TEXT && rc->text)
     cset_insert_nolock(rc->text, rc->text_len);
+  wh_msg_t m = {id, rc->conv, ct_names[rc->ctype], rc->time_us, content};
   pthread_mutex_unlock(&rec_mu);
   atomic_fetch_add(&st_accepted, 1);
+  /* content stays valid: meta's strings are freed only at exit */
+  wh_enqueue(&m, &plan);
   return id;
 }
 
 static int
 accept_retry(req_t *r, int64_t id)
 {
+  wh_plan_t plan;
+  wh_plan(&plan);
   pthread_mutex_lock(&rec_mu);
   if (id < msg_id_base || id >= next_id)
   {
     pthread_mutex_unlock(&rec_mu);
     return 0;
   }
-  meta_t m = meta[id - msg_id_base];
+  /* a retry starts the message over: Sending, then a new outcome */
+  meta_t *mp = &meta[id - msg_id_base];
+  mp->outcome = (uint8_t) plan.outcome;
+  mp->outcome_at_us = plan.outcome_at_us;
+  mp->forced = WH_NONE;
+  meta_t m = *mp;
   record_t *rc = rec_push_nolock();
   rc->kind = 1;
   rc->ctype = m.ctype;
@@ -1087,6 +1210,8 @@ accept_retry(req_t *r, int64_t id)
   rc->time_us = r->time_us;
   pthread_mutex_unlock(&rec_mu);
   atomic_fetch_add(&st_retries_ok, 1);
+  wh_msg_t wm = {id, m.conv, ct_names[m.ctype], m.created_us, m.content};
+  wh_enqueue(&wm, &plan);
   return 1;
 }
 
@@ -1094,11 +1219,13 @@ accept_retry(req_t *r, int64_t id)
 /* /v2 routing                                                         */
 /* ------------------------------------------------------------------ */
 
-enum { R_NOTFOUND, R_SEND, R_RETRY };
+enum { R_NOTFOUND, R_SEND, R_RETRY, R_LIST };
 
 static int
 route_of(const char *url, const char *method, const char **id, size_t *idlen)
 {
+  if (strcmp(method, "GET") == 0 && strcmp(url, "/v2/messages") == 0)
+    return R_LIST;
   if (strcmp(method, "POST") != 0)
     return R_NOTFOUND;
   if (strcmp(url, "/v2/messages") == 0)
@@ -1125,6 +1252,193 @@ send_success(struct MHD_Connection *c, req_t *r, const char *method, const char 
   char buf[64];
   int n = snprintf(buf, sizeof(buf), "{\"status\":\"success\",\"message_id\":%lld}", (long long) id);
   return reply(c, r, 1, method, url, 200, buf, (size_t) n, MHD_RESPMEM_MUST_COPY, NULL, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* GET /v2/messages?conversation_id=N[&per_page=K][&cursor=C]          */
+/* ------------------------------------------------------------------ */
+
+#define PER_PAGE_DEFAULT 20
+#define PER_PAGE_MAX 100
+
+/* An optionally signed decimal integer, digits only otherwise */
+static int
+parse_int64_strict(const char *s, int64_t *out)
+{
+  int neg = *s == '-';
+  int64_t v = 0;
+  const char *p = s + neg;
+  if (!*p)
+    return 0;
+  for (; *p; p++)
+  {
+    if (*p < '0' || *p > '9' || v > (INT64_MAX - (*p - '0')) / 10)
+      return 0;
+    v = v * 10 + (*p - '0');
+  }
+  *out = neg ? -v : v;
+  return 1;
+}
+
+/*
+ * The cursor is opaque to clients: base64url (no padding) of
+ * "v1:<conversation>:<id>", meaning "the messages of that conversation
+ * older than id".  Returns 1 and *before on success.
+ */
+static void
+sb_put_cursor(sb_t *b, int64_t conv, int64_t before)
+{
+  char raw[64], enc[96];
+  int n = snprintf(raw, sizeof(raw), "v1:%lld:%lld", (long long) conv, (long long) before);
+  int m = EVP_EncodeBlock((unsigned char *) enc, (const unsigned char *) raw, n);
+  while (m > 0 && enc[m - 1] == '=')
+    m--;
+  for (int i = 0; i < m; i++)
+    enc[i] = enc[i] == '+' ? '-' : enc[i] == '/' ? '_' : enc[i];
+  sb_putc(b, '"');
+  sb_put(b, enc, (size_t) m);
+  sb_putc(b, '"');
+}
+
+static int
+parse_cursor(const char *s, int64_t conv, int64_t *before)
+{
+  char enc[96], raw[96];
+  size_t n = strlen(s);
+  if (n == 0 || n > 80 || n % 4 == 1)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+  {
+    char ch = s[i];
+    if (ch == '-')
+      ch = '+';
+    else if (ch == '_')
+      ch = '/';
+    else if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')))
+      return 0;
+    enc[i] = ch;
+  }
+  while (n % 4)
+    enc[n++] = '=';
+  int m = EVP_DecodeBlock((unsigned char *) raw, (const unsigned char *) enc, (int) n);
+  if (m < 0)
+    return 0;
+  while (m > 0 && raw[m - 1] == '\0') /* EVP_DecodeBlock counts the padding */
+    m--;
+  raw[m] = '\0';
+  long long cv, id;
+  int used = 0;
+  if (sscanf(raw, "v1:%lld:%lld%n", &cv, &id, &used) != 2 || used != m || cv != conv || id < 1)
+    return 0;
+  *before = id;
+  return 1;
+}
+
+static enum MHD_Result
+reply_query_error(struct MHD_Connection *c, req_t *r, const char *url, const char *field,
+                  const char *reason)
+{
+  sb_t b = {0};
+  sb_puts(&b, "{\"errors\":{\"query\":{");
+  sb_json_str(&b, field, strlen(field));
+  sb_puts(&b, ":[");
+  sb_json_str(&b, reason, strlen(reason));
+  sb_puts(&b, "]}}}");
+  return reply_sb(c, r, 1, "GET", url, 400, &b, NULL);
+}
+
+static enum MHD_Result
+query_to_log(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+  sb_t *b = cls;
+  sb_putc(b, b->len && memchr(b->p, '?', b->len) ? '&' : '?');
+  sb_puts(b, key);
+  if (value)
+  {
+    sb_putc(b, '=');
+    sb_puts(b, value);
+  }
+  return MHD_YES;
+}
+
+/* Newest first; statuses as mock_webhook.c decided them (or /_mock/status) */
+static enum MHD_Result
+handle_list(struct MHD_Connection *c, req_t *r)
+{
+  sb_t logurl = {0};
+  sb_puts(&logurl, "/v2/messages");
+  MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_to_log, &logurl);
+  /* the request log wants a C string that outlives nothing: copy it */
+  char url[256];
+  copy_trunc(url, sizeof(url), logurl.p);
+  sb_free(&logurl);
+
+  atomic_fetch_add(&st_get_messages, 1);
+  const char *cv = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "conversation_id");
+  const char *pp = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "per_page");
+  const char *cu = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "cursor");
+  int64_t conv, per_page = PER_PAGE_DEFAULT, before = INT64_MAX;
+  if (!cv || !*cv)
+    return reply_query_error(c, r, url, "conversation_id", R_MISSING);
+  if (!parse_int64_strict(cv, &conv))
+    return reply_query_error(c, r, url, "conversation_id", R_NOT_INT);
+  if (conv < 1)
+    return reply_query_error(c, r, url, "conversation_id", R_MIN1);
+  if (pp && *pp)
+  {
+    if (!parse_int64_strict(pp, &per_page))
+      return reply_query_error(c, r, url, "per_page", R_NOT_INT);
+    if (per_page < 1 || per_page > PER_PAGE_MAX)
+      return reply_query_error(c, r, url, "per_page",
+                               "Must be greater than or equal to 1 and less than or equal to 100.");
+  }
+  if (cu && *cu && !parse_cursor(cu, conv, &before))
+    return reply_query_error(c, r, url, "cursor", "Invalid cursor.");
+
+  sb_t b = {0};
+  int64_t now = clock_us(CLOCK_REALTIME);
+  sb_puts(&b, "{\"messages\":[");
+  pthread_mutex_lock(&rec_mu);
+  conv_ent_t *e = conv_find_nolock(conv, 0);
+  size_t total = e ? e->n : 0;
+  /* ids ascend: start below the first id >= before */
+  size_t lo = 0, hi = total;
+  while (lo < hi)
+  {
+    size_t mid = lo + (hi - lo) / 2;
+    if (e->ids[mid] < before)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  size_t pos = lo, shown = 0;
+  int64_t last = 0;
+  while (pos > 0 && (int64_t) shown < per_page)
+  {
+    int64_t id = e->ids[--pos];
+    const meta_t *m = &meta[id - msg_id_base];
+    const char *st = wh_status_names[meta_status(m, now)];
+    if (shown++)
+      sb_putc(&b, ',');
+    sb_puts(&b, "{\"id\":");
+    sb_put_i64(&b, id);
+    sb_puts(&b, ",\"conversation_id\":");
+    sb_put_i64(&b, m->conv);
+    sb_puts(&b, ",\"date\":");
+    sb_put_date_us(&b, m->created_us);
+    sb_printf(&b, ",\"content_type\":\"%s\",\"sender_type\":\"User\",\"status\":\"%s\","
+                  "\"is_deleted\":false}",
+              ct_names[m->ctype], st);
+    last = id;
+  }
+  pthread_mutex_unlock(&rec_mu);
+  sb_printf(&b, "],\"count\":%zu,\"next_cursor\":", total);
+  if (pos > 0)
+    sb_put_cursor(&b, conv, last);
+  else
+    sb_puts(&b, "null");
+  sb_putc(&b, '}');
+  return reply_sb(c, r, 1, "GET", url, 200, &b, NULL);
 }
 
 static enum MHD_Result
@@ -1154,6 +1468,9 @@ handle_v2(struct MHD_Connection *c, req_t *r, const char *url, const char *metho
   route = route_of(url, method, &idp, &idlen);
   if (route == R_NOTFOUND)
     return REPLY_STATIC(404, B_NOTFOUND);
+  /* faults are for sends and retries only */
+  if (route == R_LIST)
+    return handle_list(c, r);
 
   r->fault = fault_decide();
   switch (r->fault.action)
@@ -1321,6 +1638,9 @@ stats_json(sb_t *b)
   sb_put_i64(b, pm);
   sb_puts(b, ",\"last_message_id\":");
   sb_put_i64(b, last_id);
+  sb_puts(b, ",\"get_messages\":");
+  sb_put_u64(b, atomic_load(&st_get_messages));
+  wh_stats_json(b);
   sb_puts(b, "}");
 }
 
@@ -1405,6 +1725,10 @@ faults_clear_nolock(void)
   atomic_store(&faults_active, 0);
 }
 
+/* the webhook receiver, further down */
+static pthread_mutex_t inbox_mu;
+static void inbox_clear_nolock(void);
+
 static void
 mock_reset(void)
 {
@@ -1431,7 +1755,13 @@ mock_reset(void)
   faults_clear_nolock();
   pthread_mutex_unlock(&faults_mu);
 
+  pthread_mutex_lock(&inbox_mu);
+  inbox_clear_nolock();
+  pthread_mutex_unlock(&inbox_mu);
+  wh_reset(cfg.seed);
+
   atomic_store(&prng_ctr, cfg.seed);
+  atomic_store(&st_get_messages, 0);
   atomic_store(&st_requests, 0);
   atomic_store(&st_accepted, 0);
   atomic_store(&st_retries_ok, 0);
@@ -1602,6 +1932,300 @@ mock_error(struct MHD_Connection *c, req_t *r, unsigned status, const char *msg)
   return reply_sb(c, r, 0, NULL, NULL, status, &b, NULL);
 }
 
+/* ------------------------------------------------------------------ */
+/* /_mock/inbox: a webhook receiver                                    */
+/* ------------------------------------------------------------------ */
+
+#define INBOX_SIZE 1000
+#define INBOX_BODY (1u << 20)
+
+typedef struct
+{
+  uint64_t seq; /* 1, 2, ... since start or reset */
+  int64_t time_us;
+  int status; /* the answer; 0 = connection closed */
+  char *signature;
+  char *ctype;
+  char *body;
+  size_t len, body_len;
+} inbox_ent_t;
+
+typedef struct
+{
+  int status;
+  int64_t count;
+} answer_t;
+
+static pthread_mutex_t inbox_mu = PTHREAD_MUTEX_INITIALIZER;
+static inbox_ent_t inbox[INBOX_SIZE];
+static uint64_t inbox_total;
+static int inbox_status = 200; /* the answer once the script is done */
+static answer_t *inbox_next;
+static int inbox_nnext, inbox_inext;
+
+static void
+inbox_ent_free(inbox_ent_t *e)
+{
+  free(e->signature);
+  free(e->ctype);
+  free(e->body);
+  memset(e, 0, sizeof(*e));
+}
+
+static void
+inbox_clear_nolock(void)
+{
+  for (int i = 0; i < INBOX_SIZE; i++)
+    inbox_ent_free(&inbox[i]);
+  inbox_total = 0;
+  free(inbox_next);
+  inbox_next = NULL;
+  inbox_nnext = inbox_inext = 0;
+  inbox_status = 200;
+}
+
+static char *
+header_dup(struct MHD_Connection *c, const char *name)
+{
+  const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+  return v ? xstrndup(v, strlen(v)) : NULL;
+}
+
+static enum MHD_Result
+inbox_receive(struct MHD_Connection *c, req_t *r)
+{
+  inbox_ent_t e = {0};
+  e.time_us = r->time_us;
+  e.signature = header_dup(c, "X-Partoo-Signature-v1");
+  e.ctype = header_dup(c, MHD_HTTP_HEADER_CONTENT_TYPE);
+  e.body_len = r->len;
+  e.len = r->len < INBOX_BODY ? r->len : INBOX_BODY;
+  e.body = xmalloc(e.len + 1);
+  memcpy(e.body, r->body, e.len);
+  e.body[e.len] = '\0';
+  pthread_mutex_lock(&inbox_mu);
+  if (inbox_inext < inbox_nnext)
+  {
+    answer_t *a = &inbox_next[inbox_inext];
+    e.status = a->status;
+    if (--a->count <= 0)
+      inbox_inext++;
+  }
+  else
+    e.status = inbox_status;
+  e.seq = ++inbox_total;
+  inbox_ent_t *slot = &inbox[(e.seq - 1) % INBOX_SIZE];
+  inbox_ent_free(slot);
+  *slot = e;
+  pthread_mutex_unlock(&inbox_mu);
+  if (e.status == 0)
+  {
+    r->done = 1;
+    return MHD_NO;
+  }
+  if (e.status >= 200 && e.status < 300)
+    return reply(c, r, 0, NULL, NULL, (unsigned) e.status, "{\"status\":\"ok\"}", 15,
+                 MHD_RESPMEM_PERSISTENT, NULL, 0);
+  sb_t b = {0};
+  sb_printf(&b, "{\"error\":{\"message\":\"the mock inbox answers %d\"}}", e.status);
+  return reply_sb(c, r, 0, NULL, NULL, (unsigned) e.status, &b, NULL);
+}
+
+static void
+inbox_json(sb_t *b)
+{
+  pthread_mutex_lock(&inbox_mu);
+  uint64_t n = inbox_total < INBOX_SIZE ? inbox_total : INBOX_SIZE;
+  sb_putc(b, '[');
+  for (uint64_t k = 0; k < n; k++)
+  {
+    inbox_ent_t *e = &inbox[(inbox_total - n + k) % INBOX_SIZE];
+    sb_printf(b, "%s\n{\"seq\":%llu,\"time_us\":%lld,\"status\":%d,\"signature\":", k ? "," : "",
+              (unsigned long long) e->seq, (long long) e->time_us, e->status);
+    if (e->signature)
+      sb_json_str(b, e->signature, strlen(e->signature));
+    else
+      sb_puts(b, "null");
+    sb_puts(b, ",\"content_type\":");
+    if (e->ctype)
+      sb_json_str(b, e->ctype, strlen(e->ctype));
+    else
+      sb_puts(b, "null");
+    sb_printf(b, ",\"body_len\":%zu,\"body\":", e->body_len);
+    sb_json_str(b, e->body, e->len);
+    sb_putc(b, '}');
+  }
+  sb_puts(b, "\n]\n");
+  pthread_mutex_unlock(&inbox_mu);
+}
+
+/* GET /_mock/inbox/SEQ: the body exactly as received, its signature echoed */
+static enum MHD_Result
+inbox_one(struct MHD_Connection *c, req_t *r, const char *seqs)
+{
+  int64_t seq;
+  if (!parse_pos_int64(seqs, strlen(seqs), &seq))
+    return mock_error(c, r, 404, "no such delivery");
+  pthread_mutex_lock(&inbox_mu);
+  inbox_ent_t *e = &inbox[(uint64_t) (seq - 1) % INBOX_SIZE];
+  if ((uint64_t) seq > inbox_total || e->seq != (uint64_t) seq)
+  {
+    pthread_mutex_unlock(&inbox_mu);
+    return mock_error(c, r, 404, "no such delivery");
+  }
+  struct MHD_Response *resp = MHD_create_response_from_buffer(e->len, e->body, MHD_RESPMEM_MUST_COPY);
+  if (resp)
+  {
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            e->ctype ? e->ctype : "application/octet-stream");
+    if (e->signature)
+      MHD_add_response_header(resp, "X-Partoo-Signature-v1", e->signature);
+  }
+  pthread_mutex_unlock(&inbox_mu);
+  r->done = 1;
+  if (!resp)
+    return MHD_NO;
+  enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+static int
+answer_status_ok(cJSON *v, int *out)
+{
+  if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) ||
+      !(v->valuedouble == 0 || (v->valuedouble >= 200 && v->valuedouble <= 599)))
+    return 0;
+  *out = (int) v->valuedouble;
+  return 1;
+}
+
+/* POST /_mock/inbox/answers {"status":200,"next":[{"status":500,"count":2}]} */
+static const char *
+inbox_configure(const char *body, size_t len)
+{
+  const char *err = NULL;
+  int status = 200, nn = 0;
+  answer_t *next = NULL;
+  cJSON *root = len ? cJSON_ParseWithLength(body, len) : cJSON_Parse("{}");
+  if (!root || !cJSON_IsObject(root))
+    err = "body must be a JSON object";
+  for (cJSON *ch = root ? root->child : NULL; ch && !err; ch = ch->next)
+  {
+    if (strcmp(ch->string, "status") == 0)
+    {
+      if (!answer_status_ok(ch, &status))
+        err = "status must be 0 (close the connection) or 200..599";
+    }
+    else if (strcmp(ch->string, "next") == 0)
+    {
+      if (!cJSON_IsArray(ch))
+      {
+        err = "next must be an array";
+        break;
+      }
+      next = calloc((size_t) cJSON_GetArraySize(ch) + 1, sizeof(answer_t));
+      if (!next)
+        abort();
+      for (cJSON *a = ch->child; a && !err; a = a->next)
+      {
+        answer_t *x = &next[nn++];
+        x->count = 1;
+        x->status = -1;
+        for (cJSON *m = cJSON_IsObject(a) ? a->child : NULL; m && !err; m = m->next)
+        {
+          if (strcmp(m->string, "status") == 0)
+          {
+            if (!answer_status_ok(m, &x->status))
+              err = "status must be 0 (close the connection) or 200..599";
+          }
+          else if (strcmp(m->string, "count") == 0)
+          {
+            if (!json_nonneg_int(m, 1000000000, &x->count) || x->count < 1)
+              err = "count must be an integer >= 1";
+          }
+          else
+            err = "unknown key in next entry (allowed: status, count)";
+        }
+        if (!err && x->status < 0)
+          err = "next entries must be objects with a status";
+      }
+    }
+    else
+      err = "unknown key (allowed: status, next)";
+  }
+  cJSON_Delete(root);
+  if (err)
+  {
+    free(next);
+    return err;
+  }
+  pthread_mutex_lock(&inbox_mu);
+  free(inbox_next);
+  inbox_next = next;
+  inbox_nnext = nn;
+  inbox_inext = 0;
+  inbox_status = status;
+  pthread_mutex_unlock(&inbox_mu);
+  return NULL;
+}
+
+/* POST /_mock/status {"id":N,"status":"Failed"|null[,"webhook":true]} */
+static enum MHD_Result
+set_status(struct MHD_Connection *c, req_t *r)
+{
+  cJSON *root = r->len ? cJSON_ParseWithLength(r->body, r->len) : NULL;
+  const char *err = NULL;
+  int64_t id = 0;
+  int status = -1, webhook = 0;
+  if (!root || !cJSON_IsObject(root))
+    err = "body must be a JSON object like {\"id\":1000001,\"status\":\"Success\"}";
+  for (cJSON *ch = root ? root->child : NULL; ch && !err; ch = ch->next)
+  {
+    if (strcmp(ch->string, "id") == 0)
+    {
+      if (!json_nonneg_int(ch, INT64_MAX / 2, &id) || id < 1)
+        err = "id must be a positive integer";
+    }
+    else if (strcmp(ch->string, "status") == 0)
+    {
+      if (cJSON_IsNull(ch))
+        status = WH_NONE;
+      else if (!cJSON_IsString(ch) || (status = wh_status_from_name(ch->valuestring)) == WH_NONE)
+        err = "status must be Sending, Success, Failed or null";
+    }
+    else if (strcmp(ch->string, "webhook") == 0)
+    {
+      if (!cJSON_IsBool(ch))
+        err = "webhook must be a boolean";
+      webhook = cJSON_IsTrue(ch);
+    }
+    else
+      err = "unknown key (allowed: id, status, webhook)";
+  }
+  cJSON_Delete(root);
+  if (!err && (id == 0 || status < 0))
+    err = "id and status are required";
+  if (err)
+    return mock_error(c, r, 400, err);
+  pthread_mutex_lock(&rec_mu);
+  if (id < msg_id_base || id >= next_id)
+  {
+    pthread_mutex_unlock(&rec_mu);
+    return mock_error(c, r, 404, "unknown message id");
+  }
+  meta_t *m = &meta[id - msg_id_base];
+  m->forced = (uint8_t) status;
+  int now_status = meta_status(m, clock_us(CLOCK_REALTIME));
+  wh_msg_t wm = {id, m->conv, ct_names[m->ctype], m->created_us, m->content};
+  pthread_mutex_unlock(&rec_mu);
+  int queued = webhook && wh_enqueue_status(&wm, now_status);
+  sb_t b = {0};
+  sb_printf(&b, "{\"status\":\"ok\",\"id\":%lld,\"message_status\":\"%s\",\"webhook_queued\":%s}",
+            (long long) id, wh_status_names[now_status], queued ? "true" : "false");
+  return reply_sb(c, r, 0, NULL, NULL, 200, &b, NULL);
+}
+
 static enum MHD_Result
 handle_mock(struct MHD_Connection *c, req_t *r, const char *url, const char *method)
 {
@@ -1624,6 +2248,37 @@ handle_mock(struct MHD_Connection *c, req_t *r, const char *url, const char *met
     requests_json(&b);
     return reply_sb(c, r, 0, NULL, NULL, 200, &b, NULL);
   }
+  if (post && strcmp(url, "/_mock/inbox") == 0)
+    return inbox_receive(c, r);
+  if (get && strcmp(url, "/_mock/inbox") == 0)
+  {
+    inbox_json(&b);
+    return reply_sb(c, r, 0, NULL, NULL, 200, &b, NULL);
+  }
+  if (post && strcmp(url, "/_mock/inbox/answers") == 0)
+  {
+    const char *err = inbox_configure(r->body, r->len);
+    if (err)
+      return mock_error(c, r, 400, err);
+    return reply(c, r, 0, NULL, NULL, 200, "{\"status\":\"ok\"}", 15, MHD_RESPMEM_PERSISTENT, NULL, 0);
+  }
+  if (get && strncmp(url, "/_mock/inbox/", 13) == 0)
+    return inbox_one(c, r, url + 13);
+  if (get && strcmp(url, "/_mock/webhooks") == 0)
+  {
+    wh_config_json(&b);
+    return reply_sb(c, r, 0, NULL, NULL, 200, &b, NULL);
+  }
+  if (post && strcmp(url, "/_mock/webhooks") == 0)
+  {
+    const char *err = wh_configure(r->body, r->len);
+    if (err)
+      return mock_error(c, r, 400, err);
+    wh_config_json(&b);
+    return reply_sb(c, r, 0, NULL, NULL, 200, &b, NULL);
+  }
+  if (post && strcmp(url, "/_mock/status") == 0)
+    return set_status(c, r);
   if (get && strcmp(url, "/_mock/health") == 0)
     return reply(c, r, 0, NULL, NULL, 200, "{\"status\":\"ok\"}", 15, MHD_RESPMEM_PERSISTENT, NULL, 0);
   if (post && strcmp(url, "/_mock/reset") == 0)
@@ -1816,6 +2471,7 @@ usage(FILE *f)
           "                   [--api-key-prefix PREFIX] [--forbidden-conversation N]\n"
           "                   [--threads N] [--seed N] [--tls-cert PEM --tls-key PEM]\n"
           "                   [--first-id N] [--quiet]\n"
+          "                   [--webhook-url URL] [--webhook-key PEM] [--webhook-threads N]\n"
           "Serves a mock Partoo API on 127.0.0.1 (base URL http://127.0.0.1:PORT/v2)\n"
           "until SIGTERM/SIGINT.  See test/mock/README.md.\n");
 }
@@ -1935,6 +2591,16 @@ main(int argc, char **argv)
         goto bad;
       cfg.seed = v;
     }
+    else if (strcmp(a, "--webhook-url") == 0)
+      cfg.webhook_url = val;
+    else if (strcmp(a, "--webhook-key") == 0)
+      cfg.webhook_key = val;
+    else if (strcmp(a, "--webhook-threads") == 0)
+    {
+      if (!parse_uint(val, 64, &v) || v < 1)
+        goto bad;
+      cfg.webhook_threads = (unsigned) v;
+    }
     else if (strcmp(a, "--tls-cert") == 0)
       cfg.tls_cert = val;
     else if (strcmp(a, "--tls-key") == 0)
@@ -1967,6 +2633,11 @@ main(int argc, char **argv)
   }
 
   char *cert_pem = NULL, *key_pem = NULL;
+  if (cfg.webhook_url && !http_url_ok(cfg.webhook_url))
+  {
+    fprintf(stderr, "partoo-mock: --webhook-url must be an http:// or https:// URL\n");
+    return 2;
+  }
   if (cfg.tls_cert)
   {
     if (!MHD_is_feature_supported(MHD_FEATURE_TLS))
@@ -2013,6 +2684,15 @@ main(int argc, char **argv)
   {
     fprintf(stderr, "partoo-mock: cannot start timer thread\n");
     return 1;
+  }
+  {
+    char err[512];
+    if (wh_init(cfg.webhook_url, cfg.webhook_key, cfg.webhook_threads, cfg.seed, err,
+                sizeof(err)) != 0)
+    {
+      fprintf(stderr, "partoo-mock: %s\n", err);
+      return 1;
+    }
   }
 
   struct sockaddr_in sa;
@@ -2076,12 +2756,19 @@ main(int argc, char **argv)
   pthread_cond_signal(&timer_cv);
   pthread_mutex_unlock(&timer_mu);
   pthread_join(timer_thread, NULL);
+  /* the senders first: one may be posting to this very daemon's inbox */
+  wh_shutdown();
   MHD_stop_daemon(d);
 
   /* free everything so leak checkers stay quiet */
   mock_reset();
   free(recs);
+  for (int64_t i = 0; i < next_id - msg_id_base; i++)
+    free(meta[i].content);
   free(meta);
+  for (size_t i = 0; i < convs_cap; i++)
+    free(convs[i].ids);
+  free(convs);
   free(cset);
   free(theap);
   free(logring);

@@ -15,7 +15,8 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$HERE/partoo-mock
 if [ ! -x "$BIN" ] || [ "$HERE/partoo_mock.c" -nt "$BIN" ] || [ "$HERE/mock_util.c" -nt "$BIN" ] ||
-   [ "$HERE/mock_util.h" -nt "$BIN" ]; then
+   [ "$HERE/mock_util.h" -nt "$BIN" ] || [ "$HERE/mock_webhook.c" -nt "$BIN" ] ||
+   [ "$HERE/mock_webhook.h" -nt "$BIN" ]; then
   make -s -C "$HERE" partoo-mock >&2 || { echo "0 passed, 1 failed"; exit 1; }
 fi
 
@@ -283,7 +284,7 @@ expect "retry of non-integer id" 400 "$(E400 message_id 'Not a valid integer.')"
 req GET "/v2/messages/$FIRST/retry" -H "x-APIKey: test-key"
 expect "GET retry -> 404" 404 "$NOTFOUND"
 req GET /v2/messages -H "x-APIKey: test-key"
-expect "GET /v2/messages -> 404" 404 "$NOTFOUND"
+expect "GET /v2/messages without conversation_id -> 400" 400 '{"errors":{"query":{"conversation_id":["Missing data for required field."]}}}'
 req POST /v2/conversations -H "x-APIKey: test-key"
 expect "unknown /v2 path -> 404" 404 "$NOTFOUND"
 req POST "/v2/messages/$FIRST/retry/x" -H "x-APIKey: test-key"
@@ -583,6 +584,240 @@ if command -v openssl >/dev/null 2>&1 &&
   stop_mock "$PID" TERM
 else
   echo "skip - TLS (openssl unavailable)"
+fi
+
+# ---------------------------------------------------------------- webhooks & GET /v2/messages
+# A second mock is the receiver (/_mock/inbox); perl's JSON::PP reads JSON.
+jget() { perl -MJSON::PP -0777 -e 'my $j = decode_json(<STDIN>); my $e = $ARGV[0]; print eval $e' "$1"; }
+inbox() { curl -s "$RECV/_mock/inbox"; }
+inbox_n() { inbox | jget 'scalar @$j'; }
+# statuses in the inbox, in arrival order: "Sending Success ..."
+inbox_statuses() { inbox | jget 'join " ", map { decode_json($_->{body})->{payload}{message}{status} } @$j'; }
+wait_for() { # wait_for SECONDS COMMAND... : until COMMAND succeeds
+  local t=$(($1 * 20)) i
+  shift
+  for i in $(seq "$t"); do "$@" && return 0; sleep 0.05; done
+  return 1
+}
+pending_zero() { [ "$(stat webhooks_pending)" = 0 ]; }
+get_list() { req GET "/v2/messages?$1" -H "x-APIKey: test-key"; }
+if command -v openssl >/dev/null && perl -MJSON::PP -e 1 2>/dev/null &&
+  openssl genpkey -algorithm ed25519 -out "$TMP/wh.pem" 2>/dev/null; then
+  openssl pkey -in "$TMP/wh.pem" -pubout -out "$TMP/wh.pub" 2>/dev/null
+  start_mock recv --quiet
+  RECV=$BASE
+  start_mock wh --quiet --webhook-url "$RECV/_mock/inbox" --webhook-key "$TMP/wh.pem"
+  WH_PID=$PID
+  req GET /_mock/webhooks
+  check "webhooks: public key of --webhook-key in GET /_mock/webhooks" \
+    "$([ "$(printf %s "$BODY" | jget '$j->{public_key}')" = "$(openssl pkey -in "$TMP/wh.pem" -pubout -outform DER | base64 -w0)" ] &&
+      [ "$(printf %s "$BODY" | jget '$j->{url}')" = "$RECV/_mock/inbox" ] && echo 0 || echo 1)" "$BODY"
+  req POST /_mock/webhooks -d '{"delay_ms":300,"backoff_ms":20}'
+  expect "webhooks: configure" 200
+  send_text 901 'hello \"webhook\"'
+  WID=$(msgid)
+  get_list conversation_id=901
+  check "GET /v2/messages: Sending before delay_ms" \
+    "$([ "$(printf %s "$BODY" | jget '$j->{messages}[0]{status}')" = Sending ] && echo 0 || echo 1)" "$BODY"
+  wait_for 5 eval '[ "$(inbox_n)" = 2 ]'
+  check "webhooks: Sending then Success" "$([ "$(inbox_statuses)" = "Sending Success" ] && echo 0 || echo 1)" "$(inbox_statuses)"
+  check "webhooks: message_updated with the message's fields" \
+    "$(inbox | jget 'my $m = decode_json($j->[1]{body}); my $g = $m->{payload}{message};
+        ($m->{type} eq "message_updated" && $g->{id} == '"$WID"' && $g->{conversation_id} == 901 &&
+         $g->{content_type} eq "Text" && $g->{content} eq "hello \"webhook\"" && $g->{sender_type} eq "User" &&
+         !$g->{is_deleted} && $m->{payload}{conversation}{id} == 901 && defined $m->{payload}{org_id}
+         && $g->{date} =~ /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\+00:00$/) ? 0 : 1')" "$(inbox)"
+  SIGOK=0
+  for n in 1 2; do
+    curl -s -D "$TMP/wh.hdrs" -o "$TMP/wh.body" "$RECV/_mock/inbox/$n"
+    tr -d '\r' <"$TMP/wh.hdrs" | sed -n 's/^X-Partoo-Signature-v1: //ip' | base64 -d >"$TMP/wh.sig"
+    openssl pkeyutl -verify -pubin -inkey "$TMP/wh.pub" -rawin -in "$TMP/wh.body" -sigfile "$TMP/wh.sig" >/dev/null 2>&1 ||
+      SIGOK=1
+  done
+  check "webhooks: X-Partoo-Signature-v1 verifies with the public key" "$SIGOK"
+  sed 's/Success/Failed/' "$TMP/wh.body" >"$TMP/wh.bad"
+  check "webhooks: a tampered body does not verify" \
+    "$(openssl pkeyutl -verify -pubin -inkey "$TMP/wh.pub" -rawin -in "$TMP/wh.bad" -sigfile "$TMP/wh.sig" >/dev/null 2>&1 && echo 1 || echo 0)"
+  get_list conversation_id=901
+  check "GET /v2/messages: Success after the webhook" \
+    "$([ "$(printf %s "$BODY" | jget '$j->{messages}[0]{status}')" = Success ] && echo 0 || echo 1)" "$BODY"
+  check "stats: webhooks sent and answered 2xx" \
+    "$([ "$(stat webhooks_sent)" = 2 ] && [ "$(stat webhooks_2xx)" = 2 ] && [ "$(stat get_messages)" = 2 ] && echo 0 || echo 1)" "$(stats)"
+
+  # 5xx: retried 5 times with exponential backoff, then given up
+  reset
+  curl -s -X POST "$RECV/_mock/reset" >/dev/null
+  curl -s -X POST "$RECV/_mock/inbox/answers" -d '{"status":500}' >/dev/null
+  req POST /_mock/webhooks -d '{"delay_ms":0,"send_sending":false,"backoff_ms":30}'
+  send_text 902 five-hundred
+  wait_for 10 eval '[ "$(stat webhooks_given_up)" = 1 ]'
+  check "webhooks: 5xx retried 5 times, then given up" \
+    "$([ "$(inbox_n)" = 6 ] && [ "$(stat webhooks_5xx)" = 6 ] && [ "$(stat webhooks_retries)" = 5 ] &&
+      [ "$(stat webhooks_given_up)" = 1 ] && echo 0 || echo 1)" "$(stats)"
+  check "webhooks: backoff doubles (30, 60, 120, 240, 480 ms at least)" \
+    "$(inbox | jget 'my $ok = 0; for my $k (1..5) { $ok = 1 if $j->[$k]{time_us} - $j->[$k-1]{time_us} < 30000 * 2 ** ($k-1) } $ok')"
+  # 5xx twice, then 200
+  reset
+  curl -s -X POST "$RECV/_mock/reset" >/dev/null
+  curl -s -X POST "$RECV/_mock/inbox/answers" -d '{"next":[{"status":503,"count":2}]}' >/dev/null
+  req POST /_mock/webhooks -d '{"delay_ms":0,"send_sending":false,"backoff_ms":20}'
+  send_text 902 recovers
+  wait_for 5 eval '[ "$(stat webhooks_2xx)" = 1 ]'
+  check "webhooks: 5xx retried until a 2xx" \
+    "$([ "$(inbox_n)" = 3 ] && [ "$(stat webhooks_5xx)" = 2 ] && [ "$(stat webhooks_given_up)" = 0 ] && echo 0 || echo 1)" "$(stats)"
+  # 4xx: given up at once
+  reset
+  curl -s -X POST "$RECV/_mock/reset" >/dev/null
+  curl -s -X POST "$RECV/_mock/inbox/answers" -d '{"status":400}' >/dev/null
+  req POST /_mock/webhooks -d '{"delay_ms":0,"send_sending":false,"backoff_ms":20}'
+  send_text 902 four-hundred
+  wait_for 5 pending_zero
+  sleep 0.3
+  check "webhooks: 4xx not retried" \
+    "$([ "$(inbox_n)" = 1 ] && [ "$(stat webhooks_4xx)" = 1 ] && [ "$(stat webhooks_retries)" = 0 ] &&
+      [ "$(stat webhooks_given_up)" = 1 ] && echo 0 || echo 1)" "$(stats)"
+  # connection failures: retried like a 5xx
+  reset
+  req POST /_mock/webhooks -d '{"url":"http://127.0.0.1:1/refused","delay_ms":0,"send_sending":false,"backoff_ms":10}'
+  send_text 902 refused
+  wait_for 5 eval '[ "$(stat webhooks_given_up)" = 1 ]'
+  check "webhooks: connection refused retried 5 times, then given up" \
+    "$([ "$(stat webhooks_errors)" = 6 ] && [ "$(stat webhooks_given_up)" = 1 ] && echo 0 || echo 1)" "$(stats)"
+  req POST /_mock/webhooks -d "{\"url\":\"$RECV/_mock/inbox\"}"
+
+  # rate_drop 1: nothing sent, but the API knows the status
+  reset
+  curl -s -X POST "$RECV/_mock/reset" >/dev/null
+  req POST /_mock/webhooks -d '{"delay_ms":100,"rate_drop":1}'
+  for i in 1 2 3; do send_text 903 "dropped-$i"; done
+  sleep 0.4
+  get_list conversation_id=903
+  check "webhooks: rate_drop 1 sends nothing" \
+    "$([ "$(inbox_n)" = 0 ] && [ "$(stat webhooks_sent)" = 0 ] && [ "$(stat webhooks_dropped)" = 6 ] && echo 0 || echo 1)" "$(stats)"
+  check "GET /v2/messages: statuses of messages whose webhooks were dropped" \
+    "$([ "$(printf %s "$BODY" | jget 'join ",", map { $_->{status} } @{$j->{messages}}')" = Success,Success,Success ] &&
+      echo 0 || echo 1)" "$BODY"
+  # rate_failed 1
+  req POST /_mock/webhooks -d '{"delay_ms":100,"rate_failed":1}'
+  send_text 904 fails
+  FID=$(msgid)
+  wait_for 5 eval '[ "$(inbox_n)" = 2 ]'
+  get_list conversation_id=904
+  check "webhooks: rate_failed 1 -> Sending then Failed, API says Failed" \
+    "$([ "$(inbox_statuses)" = "Sending Failed" ] &&
+      [ "$(printf %s "$BODY" | jget '$j->{messages}[0]{status}')" = Failed ] && echo 0 || echo 1)" "$(inbox_statuses) $BODY"
+  # a retry starts over: Sending, then Success
+  req POST /_mock/webhooks -d '{"delay_ms":100}'
+  req POST "/v2/messages/$FID/retry" -H "x-APIKey: test-key"
+  wait_for 5 eval '[ "$(inbox_n)" = 4 ]'
+  check "webhooks: retry -> Sending then Success again" \
+    "$([ "$(inbox_statuses)" = "Sending Failed Sending Success" ] && echo 0 || echo 1)" "$(inbox_statuses)"
+  # duplicates and reordering
+  reset
+  curl -s -X POST "$RECV/_mock/reset" >/dev/null
+  req POST /_mock/webhooks -d '{"delay_ms":100,"rate_duplicate":1}'
+  send_text 905 twice
+  wait_for 5 eval '[ "$(inbox_n)" = 4 ]'
+  check "webhooks: rate_duplicate 1 delivers every event twice" \
+    "$([ "$(inbox_statuses)" = "Sending Sending Success Success" ] && [ "$(stat webhooks_duplicated)" = 2 ] && echo 0 || echo 1)" \
+    "$(inbox_statuses)"
+  curl -s -X POST "$RECV/_mock/reset" >/dev/null
+  req POST /_mock/webhooks -d '{"delay_ms":100,"rate_reorder":1}'
+  send_text 905 reordered
+  wait_for 5 eval '[ "$(inbox_n)" = 2 ]'
+  check "webhooks: rate_reorder 1 delivers Success before Sending" \
+    "$([ "$(inbox_statuses)" = "Success Sending" ] && echo 0 || echo 1)" "$(inbox_statuses)"
+  # /_mock/status: the API's truth set directly
+  curl -s -X POST "$RECV/_mock/reset" >/dev/null
+  req POST /_mock/status -d "{\"id\":$WID,\"status\":\"Failed\"}"
+  expect "status: set" 200 "{\"status\":\"ok\",\"id\":$WID,\"message_status\":\"Failed\",\"webhook_queued\":false}"
+  get_list conversation_id=901
+  check "status: GET /v2/messages shows the status set, no webhook sent" \
+    "$([ "$(printf %s "$BODY" | jget '$j->{messages}[0]{status}')" = Failed ] && [ "$(inbox_n)" = 0 ] && echo 0 || echo 1)" "$BODY"
+  req POST /_mock/status -d "{\"id\":$WID,\"status\":\"Success\",\"webhook\":true}"
+  wait_for 5 eval '[ "$(inbox_n)" = 1 ]'
+  check "status: webhook true sends one event" "$([ "$(inbox_statuses)" = Success ] && echo 0 || echo 1)" "$(inbox_statuses)"
+  req POST /_mock/status -d '{"id":999,"status":"Success"}'
+  expect "status: unknown id" 404
+  req POST /_mock/status -d "{\"id\":$WID,\"status\":\"Delivered\"}"
+  expect "status: unknown status" 400
+  req POST /_mock/webhooks -d '{"rate_failed":2}'
+  expect "webhooks: bad rate rejected" 400
+  req POST /_mock/webhooks -d '{"colour":1}'
+  expect "webhooks: unknown key rejected" 400
+  req POST /_mock/webhooks -d '{"key_pem":"not a key"}'
+  expect "webhooks: bad key rejected" 400
+
+  # pagination: 5 messages, per_page=2 -> 3 pages, newest first
+  for i in 1 2 3 4 5; do send_text 906 "page-$i"; done
+  LASTID=$(msgid)
+  PAGES=0 IDS="" CUR="" COUNTS=""
+  while :; do
+    get_list "conversation_id=906&per_page=2${CUR:+&cursor=$CUR}"
+    [ "$CODE" = 200 ] || break
+    PAGES=$((PAGES + 1))
+    IDS="$IDS $(printf %s "$BODY" | jget 'join " ", map { $_->{id} } @{$j->{messages}}')"
+    COUNTS="$COUNTS $(printf %s "$BODY" | jget '$j->{count}')"
+    CUR=$(printf %s "$BODY" | jget '$j->{next_cursor} // ""')
+    [ -n "$CUR" ] && [ "$PAGES" -lt 10 ] || break
+  done
+  WANT=""
+  for i in 0 1 2 3 4; do WANT="$WANT $((LASTID - i))"; done
+  check "GET /v2/messages: per_page=2 over 5 messages -> 3 pages, newest first, next_cursor null at the end" \
+    "$([ "$PAGES" = 3 ] && [ "$IDS" = "$WANT" ] && [ "$COUNTS" = " 5 5 5" ] &&
+      printf %s "$BODY" | grep -q '"next_cursor":null}$' && echo 0 || echo 1)" "pages=$PAGES ids=$IDS counts=$COUNTS $BODY"
+  get_list conversation_id=906
+  check "GET /v2/messages: default per_page holds all 5" \
+    "$(printf %s "$BODY" | jget '(@{$j->{messages}} == 5 && !defined $j->{next_cursor}) ? 0 : 1')" "$BODY"
+  get_list conversation_id=99999
+  expect "GET /v2/messages: conversation without messages" 200 '{"messages":[],"count":0,"next_cursor":null}'
+  get_list "conversation_id=906&per_page=101"
+  expect "GET /v2/messages: per_page=101 -> 400" 400 \
+    '{"errors":{"query":{"per_page":["Must be greater than or equal to 1 and less than or equal to 100."]}}}'
+  get_list "conversation_id=906&per_page=0"
+  expect "GET /v2/messages: per_page=0 -> 400" 400
+  get_list "conversation_id=906&per_page=x"
+  expect "GET /v2/messages: per_page not an integer -> 400" 400 '{"errors":{"query":{"per_page":["Not a valid integer."]}}}'
+  get_list "conversation_id=abc"
+  expect "GET /v2/messages: conversation_id not an integer -> 400" 400
+  get_list "conversation_id=906&cursor=bogus!"
+  expect "GET /v2/messages: bad cursor -> 400" 400 '{"errors":{"query":{"cursor":["Invalid cursor."]}}}'
+  get_list "conversation_id=906&per_page=2"
+  CUR=$(printf %s "$BODY" | jget '$j->{next_cursor}')
+  get_list "conversation_id=905&cursor=$CUR"
+  expect "GET /v2/messages: a cursor of another conversation -> 400" 400
+  req GET "/v2/messages?conversation_id=906"
+  expect "GET /v2/messages: needs the key" 401 "$UNAUTH"
+  req POST /_mock/ratelimit -d '{"per_minute":1}'
+  get_list conversation_id=906
+  get_list conversation_id=906
+  expect "GET /v2/messages: goes through the rate limiter" 429
+
+  # reset keeps the destination, drops the queue; no URL -> nothing sent
+  reset
+  curl -s -X POST "$RECV/_mock/reset" >/dev/null
+  req POST /_mock/webhooks -d '{"delay_ms":60000}'
+  send_text 907 queued
+  reset
+  curl -s -X POST "$RECV/_mock/reset" >/dev/null
+  req GET /_mock/webhooks
+  check "reset: destination kept, behaviour back to defaults, queue dropped" \
+    "$([ "$(printf %s "$BODY" | jget '$j->{url}')" = "$RECV/_mock/inbox" ] &&
+      [ "$(printf %s "$BODY" | jget '$j->{delay_ms}')" = 100 ] && [ "$(stat webhooks_pending)" = 0 ] && echo 0 || echo 1)" "$BODY"
+  req POST /_mock/webhooks -d '{"url":null}'
+  send_text 907 no-url
+  sleep 0.3
+  check "webhooks: url null -> nothing sent" "$([ "$(stat webhooks_events)" = 0 ] && [ "$(inbox_n)" = 0 ] && echo 0 || echo 1)" "$(stats)"
+  stop_mock "$WH_PID" TERM
+  check "webhooks: mock with senders exits 0" "$([ "$STOP_STATUS" = 0 ] && echo 0 || echo 1)" "$STOP_STATUS"
+  "$BIN" --webhook-key "$TMP/missing.pem" --quiet >/dev/null 2>&1
+  ST=$?
+  check "--webhook-key unreadable -> exit 1" "$([ "$ST" = 1 ] && echo 0 || echo 1)" "$ST"
+  BASE=http://127.0.0.1:$(cat "$TMP/main.port")
+  check "main mock (no --webhook-url) sent no webhook" \
+    "$([ "$(stat webhooks_events)" = 0 ] && [ "$(stat webhooks_sent)" = 0 ] && echo 0 || echo 1)" "$(stats)"
+else
+  echo "skip - webhooks (openssl with Ed25519 or perl JSON::PP unavailable)"
 fi
 
 # ---------------------------------------------------------------- CLI
