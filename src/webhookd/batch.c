@@ -210,9 +210,9 @@ classify_failure(PGresult *res)
 {
 	char		line[480];
 
-	whd_metrics_db_error();
 	if (PQstatus(conn) != CONNECTION_OK)
 	{
+		whd_metrics_db_error();
 		if (!trouble_logged)
 			whd_log("database connection lost: %s",
 					first_line(PQerrorMessage(conn), line, sizeof(line)));
@@ -260,6 +260,7 @@ set_error(WhdItem *item, PGresult *res)
 		const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 
 		/* a server-side problem: say so once, not for every request */
+		whd_metrics_db_error();
 		if (strcmp(last_logged_sqlstate, item->sqlstate) != 0)
 			whd_log("webhook ingest failed: SQLSTATE %s: %s", item->sqlstate,
 					first_line(msg ? msg : "", line, sizeof(line)));
@@ -376,10 +377,11 @@ array_literal(WhdItem **items, int n, int which)
 
 /*
  * All of items in one partoo_ingest_webhooks() call.  On CALL_OK every
- * item has its outcome; otherwise none is set.
+ * item has its outcome; otherwise none is set, and on CALL_SQL_ERROR
+ * *failed is the error's result (the caller clears it) or NULL.
  */
 static CallResult
-call_many(WhdItem **items, int n)
+call_many(WhdItem **items, int n, PGresult **failed)
 {
 	const char *params[2];
 	char	   *bodies,
@@ -389,6 +391,7 @@ call_many(WhdItem **items, int n)
 	CallResult	r;
 	int			i;
 
+	*failed = NULL;
 	if (!ensure_connection())
 		return CALL_CONN_ERROR;
 	whd_metrics_batch(n);
@@ -419,7 +422,10 @@ call_many(WhdItem **items, int n)
 		r = CALL_SQL_ERROR;		/* cannot happen: not one row per body */
 	else
 		r = classify_failure(res);
-	PQclear(res);
+	if (r == CALL_SQL_ERROR && PQresultStatus(res) != PGRES_TUPLES_OK)
+		*failed = res;
+	else
+		PQclear(res);
 	return r;
 }
 
@@ -431,31 +437,79 @@ ingest_one(WhdItem *item)
 		set_unavailable(item);
 }
 
+/*
+ * Which element of a failed batch the error is about: the ingest
+ * functions say "webhook payload K of N" in the error's context when the
+ * body is the sender's fault (28xxx, 22xxx, 54000).  -1 when the error is
+ * of another kind or the context does not say (another lc_messages).
+ */
+static int
+bad_element(PGresult *res, int n)
+{
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *ctx = PQresultErrorField(res, PG_DIAG_CONTEXT);
+	const char *p;
+	int			k,
+				total;
+
+	if (state == NULL || ctx == NULL || status_for_sqlstate(state) == 503)
+		return -1;
+	p = strstr(ctx, "webhook payload ");
+	if (p == NULL || sscanf(p, "webhook payload %d of %d", &k, &total) != 2 ||
+		total != n || k < 1 || k > n)
+		return -1;
+	return k - 1;
+}
+
+/*
+ * Ingest items (n >= 1), setting each one's result.  One call for them
+ * all; when it fails for one bad element that the error names, that
+ * element gets the error and the others are tried again without it;
+ * when it fails otherwise, each goes alone.  NB: items is reordered
+ * (the same pointers).
+ */
 static void
 ingest(WhdItem **items, int n)
 {
-	CallResult	r;
-	int			i;
+	while (n > 1)
+	{
+		PGresult   *failed = NULL;
+		CallResult	r;
+		int			k,
+					i;
 
+		r = call_many(items, n, &failed);
+		if (r == CALL_CONN_ERROR)
+			r = call_many(items, n, &failed);
+		if (r == CALL_OK)
+			return;
+		if (r == CALL_CONN_ERROR)
+		{
+			for (i = 0; i < n; i++)
+				set_unavailable(items[i]);
+			return;
+		}
+		k = failed ? bad_element(failed, n) : -1;
+		if (k < 0)
+		{
+			PQclear(failed);
+			for (i = 0; i < n; i++)
+				ingest_one(items[i]);
+			return;
+		}
+		set_error(items[k], failed);
+		PQclear(failed);
+		/* swap it out of the way: the caller still needs every pointer */
+		{
+			WhdItem    *bad = items[k];
+
+			items[k] = items[n - 1];
+			items[n - 1] = bad;
+		}
+		n--;
+	}
 	if (n == 1)
-	{
 		ingest_one(items[0]);
-		return;
-	}
-	r = call_many(items, n);
-	if (r == CALL_CONN_ERROR)
-		r = call_many(items, n);
-	if (r == CALL_OK)
-		return;
-	if (r == CALL_CONN_ERROR)
-	{
-		for (i = 0; i < n; i++)
-			set_unavailable(items[i]);
-		return;
-	}
-	/* one bad body (or more) failed the call: each alone, then */
-	for (i = 0; i < n; i++)
-		ingest_one(items[i]);
 }
 
 /* /healthz: a working connection answers a query */
@@ -478,6 +532,7 @@ ping(void)
 		}
 		if (classify_failure(res) == CALL_SQL_ERROR)
 		{
+			whd_metrics_db_error();
 			PQclear(res);
 			return false;
 		}

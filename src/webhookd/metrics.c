@@ -160,7 +160,7 @@ buf_printf(Buf *b, const char *fmt,...)
 
 static void
 render_histogram(Buf *b, const char *name, const char *help,
-				 const double *bounds, size_t n, counter *buckets, double sum)
+				 const double *bounds, size_t n, counter *buckets, const char *sum)
 {
 	unsigned long long cum = 0;
 	size_t		i;
@@ -173,7 +173,7 @@ render_histogram(Buf *b, const char *name, const char *help,
 	}
 	cum += atomic_load(&buckets[n]);
 	buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, cum);
-	buf_printf(b, "%s_sum %.6f\n%s_count %llu\n", name, sum, name, cum);
+	buf_printf(b, "%s_sum %s\n%s_count %llu\n", name, sum, name, cum);
 }
 
 /*
@@ -186,6 +186,7 @@ whd_metrics_render(size_t *len)
 	Buf			b;
 	size_t		r,
 				i;
+	char		sum[64];
 
 	b.cap = 8192;
 	b.len = 0;
@@ -214,16 +215,16 @@ whd_metrics_render(size_t *len)
 		buf_printf(&b, "partoo_webhookd_outcomes_total{outcome=\"%s\"} %llu\n",
 				   outcome_names[i], atomic_load(&outcomes[i]));
 
+	snprintf(sum, sizeof(sum), "%llu", atomic_load(&batch_sum));
 	render_histogram(&b, "partoo_webhookd_batch_size",
-					 "Webhook bodies per partoo_ingest_webhooks() call.",
-					 batch_bounds, NBATCH, batch_buckets,
-					 (double) atomic_load(&batch_sum));
+					 "Webhook bodies per database call (partoo_ingest_webhooks(), or partoo_ingest_webhook() for one).",
+					 batch_bounds, NBATCH, batch_buckets, sum);
+	snprintf(sum, sizeof(sum), "%.6f", atomic_load(&latency_sum_us) / 1e6);
 	render_histogram(&b, "partoo_webhookd_ingest_seconds",
 					 "Time from a complete webhook body to its answer from the database.",
-					 latency_bounds, NLATENCY, latency_buckets,
-					 atomic_load(&latency_sum_us) / 1e6);
+					 latency_bounds, NLATENCY, latency_buckets, sum);
 
-	buf_printf(&b, "# HELP partoo_webhookd_db_errors_total Database calls that failed (connection or SQL error), webhooks refused for their content not counted.\n"
+	buf_printf(&b, "# HELP partoo_webhookd_db_errors_total Database connections that failed or broke, and statements that failed for another reason than the webhook itself.\n"
 			   "# TYPE partoo_webhookd_db_errors_total counter\n"
 			   "partoo_webhookd_db_errors_total %llu\n",
 			   atomic_load(&db_errors));
