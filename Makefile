@@ -139,3 +139,39 @@ check-asan:
 
 bench:
 	bash test/bench/run.sh
+
+# partoo-webhookd (src/webhookd/): the webhook receiver daemon, a program
+# of its own (libmicrohttpd + libpq), not part of partoo.so.  PGXS builds
+# one MODULE_big or one PROGRAM, not both, so these are plain rules,
+# hooked into all, install, uninstall and clean.  It never includes
+# postgres.h: only libpq-fe.h, from pg_config --includedir.  It gets the
+# same COPT (Debian's build flags, from pg_buildext) and PG_CFLAGS (CI's
+# warnings-as-errors) as the extension.
+WEBHOOKD = src/webhookd/partoo-webhookd
+WEBHOOKD_OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/webhookd/*.c)))
+WEBHOOKD_CFLAGS = -O2 -g -Wall -Wmissing-prototypes -pthread $(COPT) $(PG_CFLAGS)
+WEBHOOKD_CPPFLAGS = -I$(shell $(PG_CONFIG) --includedir) \
+	-DPARTOO_VERSION='"$(EXTVERSION)"'
+WEBHOOKD_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq -lmicrohttpd -pthread
+
+all: $(WEBHOOKD)
+
+src/webhookd/%.o: src/webhookd/%.c src/webhookd/webhookd.h Makefile
+	$(CC) $(WEBHOOKD_CFLAGS) $(WEBHOOKD_CPPFLAGS) -c -o $@ $<
+
+$(WEBHOOKD): $(WEBHOOKD_OBJS)
+	$(CC) $(WEBHOOKD_CFLAGS) $(LDFLAGS) -o $@ $(WEBHOOKD_OBJS) $(WEBHOOKD_LIBS)
+
+.PHONY: install-webhookd uninstall-webhookd clean-webhookd
+install: install-webhookd
+install-webhookd: $(WEBHOOKD)
+	$(MKDIR_P) '$(DESTDIR)$(shell $(PG_CONFIG) --bindir)'
+	$(INSTALL_PROGRAM) $(WEBHOOKD) '$(DESTDIR)$(shell $(PG_CONFIG) --bindir)/partoo-webhookd'
+
+uninstall: uninstall-webhookd
+uninstall-webhookd:
+	rm -f '$(DESTDIR)$(shell $(PG_CONFIG) --bindir)/partoo-webhookd'
+
+clean: clean-webhookd
+clean-webhookd:
+	rm -f $(WEBHOOKD) $(WEBHOOKD_OBJS)
