@@ -99,6 +99,11 @@ stage_unit() {
 	local rc=$?
 	cat "$W/unit.log"
 	record_summary_line unit "$W/unit.log" $rc
+	partoo_log "the layers of src/ (test/layers.sh)"
+	bash test/layers.sh >"$W/layers.log" 2>&1
+	rc=$?
+	cat "$W/layers.log"
+	record_summary_line layers "$W/layers.log" $rc
 }
 
 stage_mock() {

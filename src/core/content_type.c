@@ -20,6 +20,27 @@
 #include <stdio.h>
 #include <string.h>
 
+/* ASCII-only lower-casing: locale must not change what a name means */
+static int
+ascii_tolower(int c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+/* ASCII-only case-insensitive equality, the same in every locale */
+bool
+partoo_ascii_caseeq(const char *a, const char *b)
+{
+	while (*a && *b)
+	{
+		if (ascii_tolower((unsigned char) *a) != ascii_tolower((unsigned char) *b))
+			return false;
+		a++;
+		b++;
+	}
+	return *a == *b;
+}
+
 #define lengthof(array)		((int) (sizeof(array) / sizeof((array)[0])))
 
 /* Channels by bit, to write the channel sets of the table */

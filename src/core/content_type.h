@@ -131,6 +131,8 @@ extern const PartooContentTypeInfo *partoo_content_type_info(PartooContentType c
  * gives the canonical spelling ("Text", ...), NULL for PARTOO_CT_INVALID or
  * any value outside the enum.  NULL maps to PARTOO_CT_INVALID.
  */
+/* ASCII-only case-insensitive equality, the same in every locale (content_type.c) */
+extern bool partoo_ascii_caseeq(const char *a, const char *b);
 extern PartooContentType partoo_content_type_from_name(const char *name);
 extern const char *partoo_content_type_name(PartooContentType ct);
 

@@ -45,7 +45,6 @@ typedef enum PartooChannel
  * ("Whatsapp", ...).  NULL maps to PARTOO_CH_NONE.  The content types'
  * names are in core/content_type.h.
  */
-extern bool partoo_ascii_caseeq(const char *a, const char *b);
 extern PartooChannel partoo_channel_from_name(const char *name);
 extern const char *partoo_channel_name(PartooChannel ch);
 

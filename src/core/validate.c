@@ -59,20 +59,6 @@ ascii_tolower(int c)
 	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
 }
 
-/* ASCII-only case-insensitive equality, the same in every locale */
-bool
-partoo_ascii_caseeq(const char *a, const char *b)
-{
-	while (*a && *b)
-	{
-		if (ascii_tolower((unsigned char) *a) != ascii_tolower((unsigned char) *b))
-			return false;
-		a++;
-		b++;
-	}
-	return *a == *b;
-}
-
 PartooChannel
 partoo_channel_from_name(const char *name)
 {

@@ -27,6 +27,7 @@
 #include "server/store.h"
 #include "server/webhook.h"
 #include "server/worker.h"
+#include "server/worker_job.h"
 
 PARTOO_MODULE_MAGIC(PARTOO_VERSION);
 
@@ -40,6 +41,7 @@ static void (*const partoo_setting_groups[]) (void) = {
 	partoo_account_define_gucs,	/* store.c: the default account */
 	partoo_http_define_gucs,	/* http.c: CA file, timeouts */
 	partoo_worker_define_gucs,	/* worker.c: the outbox worker */
+	partoo_job_define_gucs,		/* worker_job.c: the retry policy */
 	partoo_webhook_define_gucs, /* webhook.c: webhook ingest */
 };
 

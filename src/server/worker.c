@@ -96,9 +96,6 @@
 char	   *partoo_databases = NULL;
 int			partoo_batch_size = 500;
 int			partoo_max_in_flight = 64;
-int			partoo_max_attempts = 10;
-int			partoo_retry_base_ms = 1000;
-int			partoo_retry_max_ms = 3600 * 1000;
 int			partoo_lease_s = 120;
 int			partoo_shutdown_timeout_ms = 5000;
 
@@ -143,32 +140,8 @@ partoo_worker_define_gucs(void)
 							0,
 							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("partoo.max_attempts",
-							"Number of attempts after which a message that keeps failing becomes dead.",
-							NULL,
-							&partoo_max_attempts,
-							10, 1, 1000,
-							PGC_SIGHUP,
-							0,
-							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("partoo.retry_base",
-							"Base delay of the exponential backoff between attempts.",
-							"The n-th retry waits a random time between zero and min(partoo.retry_max, partoo.retry_base * 2^(n-1)).",
-							&partoo_retry_base_ms,
-							1000, 1, 86400000,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
 
-	DefineCustomIntVariable("partoo.retry_max",
-							"Longest delay between two attempts of one message.",
-							NULL,
-							&partoo_retry_max_ms,
-							3600 * 1000, 1, 86400000,
-							PGC_SIGHUP,
-							GUC_UNIT_MS,
-							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("partoo.lease",
 							"How long a claimed outbox row stays reserved for the worker that claimed it.",

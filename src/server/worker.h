@@ -17,9 +17,6 @@
 extern char *partoo_databases;
 extern int	partoo_batch_size;
 extern int	partoo_max_in_flight;
-extern int	partoo_max_attempts;
-extern int	partoo_retry_base_ms;
-extern int	partoo_retry_max_ms;
 extern int	partoo_lease_s;
 extern int	partoo_shutdown_timeout_ms;
 

@@ -24,6 +24,7 @@
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/timestamp.h"
 
 #include "core/message.h"
@@ -34,6 +35,44 @@
 #include "server/outbox.h"
 #include "server/worker.h"
 #include "server/worker_job.h"
+
+/* The retry policy's settings (partoo.max_attempts, partoo.retry_base, partoo.retry_max) */
+int			partoo_max_attempts = 10;
+int			partoo_retry_base_ms = 1000;
+int			partoo_retry_max_ms = 3600 * 1000;
+
+/*
+ * Define the settings of the retry policy, which partoo_job_outcome
+ * applies.  Called once from _PG_init (partoo.c).
+ */
+void
+partoo_job_define_gucs(void)
+{
+	DefineCustomIntVariable("partoo.max_attempts",
+							"Number of attempts after which a message that keeps failing becomes dead.",
+							NULL,
+							&partoo_max_attempts,
+							10, 1, 1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("partoo.retry_base",
+							"Base delay of the exponential backoff between attempts.",
+							"The n-th retry waits a random time between zero and min(partoo.retry_max, partoo.retry_base * 2^(n-1)).",
+							&partoo_retry_base_ms,
+							1000, 1, 86400000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("partoo.retry_max",
+							"Longest delay between two attempts of one message.",
+							NULL,
+							&partoo_retry_max_ms,
+							3600 * 1000, 1, 86400000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
 
 /*
  * The HTTP status recorded for a 'record' action: Partoo accepted its

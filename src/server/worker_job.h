@@ -75,6 +75,12 @@ typedef struct PartooJob
 	PartooJobCount count;		/* which worker_status() counter it adds to */
 } PartooJob;
 
+/* The retry policy's settings, defined in worker_job.c */
+extern int	partoo_max_attempts;
+extern int	partoo_retry_base_ms;
+extern int	partoo_retry_max_ms;
+
+extern void partoo_job_define_gucs(void);
 extern void partoo_job_fill(PartooJob *job, HeapTuple t, TupleDesc d, PartooWorkerAccount *a);
 extern void partoo_job_outcome(PartooJob *job, const char *state, bool final,
 							   int64 delay_ms, int new_attempts, int counted,
