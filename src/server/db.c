@@ -107,7 +107,7 @@ partoo_store_end(PartooStoreContext *cxt)
 /*
  * Prepare sql once per backend and keep the plan in *slot.  cursor_options
  * 0 lets PostgreSQL choose between custom and generic plans; the worker
- * and the webhook statements choose (see outbox.c and webhook_apply.c).
+ * and the webhook statements choose (see outbox.c and webhook_format.h).
  */
 SPIPlanPtr
 partoo_plan_once(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,

@@ -45,7 +45,7 @@ partoo_unix_us_to_timestamptz(int64 unix_us)
  * partoo's advisory locks take the two-key form with this first key (the
  * class id, "paro"), never one of the bigint keys an application may use
  * with pg_advisory_lock(bigint).  Second keys: PARTOO_LOCK_WORKER, the
- * worker's lock on its database (worker.c); webhook_apply.c's buckets use
+ * worker's lock on its database (worker.c); webhook_bucket.c's buckets use
  * a field4 of their own.
  */
 #define PARTOO_LOCK_CLASS_ID	1885434479	/* 0x7061726f */

@@ -19,6 +19,7 @@
 #define PARTOO_SERVER_WEBHOOK_FORMAT_H
 
 #include "datatype/timestamp.h"
+#include "nodes/parsenodes.h"	/* CURSOR_OPT_GENERIC_PLAN */
 
 #include "core/webhook.h"
 
@@ -168,8 +169,7 @@ extern const PartooWebhookFormat partoo_webhook_format_dispatch;
  * NB: always generic plans: a custom plan would copy the (possibly huge)
  * array parameters into the plan as constants and make the planner read
  * them, which costs more than the whole statement for a large batch.
- * (Sequential scans are off while they run, see webhook_apply.c.)  The
- * macro needs executor/spi.h.
+ * (Sequential scans are off while they run, see webhook_apply.c.)
  */
 #define PARTOO_WEBHOOK_PLAN		CURSOR_OPT_GENERIC_PLAN
 
