@@ -67,4 +67,15 @@
 #define PARTOO_MODULE_MAGIC(ver) PG_MODULE_MAGIC
 #endif
 
+/*
+ * 18 replaced the suffix pg_attribute_noreturn() with the prefix
+ * pg_noreturn: declare a function that never returns as
+ * "PARTOO_NORETURN static void f(...);".
+ */
+#if PG_VERSION_NUM >= 180000
+#define PARTOO_NORETURN pg_noreturn
+#else
+#define PARTOO_NORETURN pg_attribute_noreturn()
+#endif
+
 #endif							/* PARTOO_COMPAT_H */

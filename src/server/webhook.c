@@ -132,8 +132,8 @@ copy_field(const char *s, char *prev)
 	return pnstrdup(s, len);
 }
 
-static void raise_parse_error(const PartooWebhookError *err) pg_attribute_noreturn();
-static void raise_no_format(void) pg_attribute_noreturn();
+PARTOO_NORETURN static void raise_parse_error(const PartooWebhookError *err);
+PARTOO_NORETURN static void raise_no_format(void);
 
 /* Raise the error the protocol core found in a body */
 static void

@@ -600,7 +600,7 @@ wh_configure(const char *body, size_t len)
   for (cJSON *ch = root ? root->child : NULL; ch && !err; ch = ch->next)
   {
     const char *k = ch->string;
-    int64_t iv;
+    int64_t iv = 0;
     if (strcmp(k, "url") == 0)
     {
       set_url = 1;
