@@ -1,7 +1,8 @@
 # 090_upgrade.pl: install 0.1, fill it, ALTER EXTENSION partoo UPDATE to
-# 0.2 and then to the current version: the data is intact, the new objects
-# exist and the worker runs; a fresh install is the same as the upgraded
-# one.
+# 0.2, to 0.3 and then to the current version: the data is intact, the new
+# objects exist and the worker runs; a fresh install of 0.3 is the same as
+# the database upgraded to 0.3, and a fresh install of the current version
+# the same as the one upgraded to it.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -85,32 +86,25 @@ for my $how ('partoo_send', 'worker')
 }
 
 # 0.3: pg_dump keeps the rows of every table that holds state
-$node->safe_psql('postgres', 'ALTER EXTENSION partoo UPDATE');
-my $default = $node->safe_psql('postgres', "SELECT default_version FROM pg_available_extensions WHERE name = 'partoo'");
+$node->safe_psql('postgres', "ALTER EXTENSION partoo UPDATE TO '0.3'");
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'partoo'"),
-	$default, "updated to the default version, $default");
-is($node->safe_psql('postgres',
-	"SELECT md5(string_agg(id || state || coalesce(partoo_id::text, '') || content, ',' ORDER BY id)) FROM partoo.messages
-	  WHERE content NOT LIKE 'webhook came first%' AND content <> 'after the upgrade'"),
-	$before, 'messages intact after the second update');
+	'0.3', 'updated to 0.3');
+my $intact = q{SELECT md5(string_agg(id || state || coalesce(partoo_id::text, '') || content, ',' ORDER BY id)) FROM partoo.messages
+	  WHERE content NOT LIKE 'webhook came first%' AND content <> 'after the upgrade'};
+is($node->safe_psql('postgres', $intact), $before, 'messages intact after the second update');
 my $dumped = q{SELECT string_agg(c::regclass::text, ',' ORDER BY c::regclass::text)
   FROM pg_extension, unnest(extconfig) c WHERE extname = 'partoo'};
-is($node->safe_psql('postgres', $dumped),
-	'partoo.accounts,partoo.events,partoo.events_id_seq,partoo.message_parts,partoo.messages,'
-	  . 'partoo.messages_id_seq,partoo.outbox,partoo.outbox_id_seq',
+my $dumped_03 = 'partoo.accounts,partoo.events,partoo.events_id_seq,partoo.message_parts,partoo.messages,'
+  . 'partoo.messages_id_seq,partoo.outbox,partoo.outbox_id_seq';
+is($node->safe_psql('postgres', $dumped), $dumped_03,
 	'every table and sequence that holds state is dumped by pg_dump');
 
-# a fresh install of the default version is the same as the upgraded one
-$node->safe_psql('postgres', 'CREATE DATABASE fresh');
-$node->safe_psql('fresh', 'CREATE EXTENSION partoo');
+# A fresh install (of VERSION, or of the default version when undef) into
+# database DB is the same as the upgraded database postgres.
 my $objects = q{SELECT string_agg(pg_describe_object(classid, objid, objsubid), ','
                   ORDER BY pg_describe_object(classid, objid, objsubid))
   FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
    AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'partoo')};
-is($node->safe_psql('fresh', $objects), $node->safe_psql('postgres', $objects),
-	'a fresh install has the same objects as the upgraded one');
-is($node->safe_psql('fresh', $dumped), $node->safe_psql('postgres', $dumped),
-	'and the same tables dumped');
 # and every detail of them (pg_dump leaves extension members out, so ask
 # the catalogs): columns in order, constraints, indexes, triggers, function
 # bodies and properties, views, comments, privileges, storage options
@@ -148,8 +142,30 @@ SELECT string_agg(line, E'\n' ORDER BY line) FROM (
   SELECT 'schema ' || coalesce(nspacl::text, '') || ' ' || coalesce(obj_description(oid, 'pg_namespace'), '')
     FROM pg_namespace WHERE nspname = 'partoo'
 ) s};
-my ($fresh_shape, $upgraded_shape) = map { $node->safe_psql($_, $shape) } ('fresh', 'postgres');
-is($upgraded_shape, $fresh_shape, 'and every column, constraint, index, trigger, function, view, comment and grant');
+my $same_as_fresh = sub {
+	my ($db, $version) = @_;
+	my $what = $version // 'the default version';
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, 'CREATE EXTENSION partoo' . (defined $version ? " VERSION '$version'" : ''));
+	is($node->safe_psql($db, $objects), $node->safe_psql('postgres', $objects),
+		"a fresh install of $what has the same objects as the upgraded one");
+	is($node->safe_psql($db, $dumped), $node->safe_psql('postgres', $dumped),
+		'and the same tables dumped');
+	is($node->safe_psql('postgres', $shape), $node->safe_psql($db, $shape),
+		'and every column, constraint, index, trigger, function, view, comment and grant');
+};
+# the whole install script of 0.3 stays as released
+$same_as_fresh->('fresh03', '0.3');
+
+# then up to the default version, through every later upgrade script
+$node->safe_psql('postgres', 'ALTER EXTENSION partoo UPDATE');
+my $default = $node->safe_psql('postgres', "SELECT default_version FROM pg_available_extensions WHERE name = 'partoo'");
+is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'partoo'"),
+	$default, "updated to the default version, $default");
+is($node->safe_psql('postgres', $intact), $before, 'messages intact after the update to the default version');
+is($node->safe_psql('postgres', $dumped), $dumped_03,
+	'every table and sequence that holds state is dumped by pg_dump, still');
+$same_as_fresh->('fresh', undef);
 
 # 0.3, the worker's robustness (issue 12), on the upgraded database with its rows
 is($node->safe_psql('postgres', "SELECT pg_get_function_result('partoo.worker_status'::regproc) LIKE '%loops%'"),
