@@ -211,7 +211,7 @@ COMMENT ON COLUMN partoo.outbox.partoo_id
 CREATE TABLE partoo.events (
 	id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	source text NOT NULL
-		CONSTRAINT events_source_check CHECK (source IN ('partoo', 'dispatch')),
+		CONSTRAINT events_source_check CHECK (source IN ('partoo', 'dispatch', 'reconcile')),	-- 'reconcile' in 0.4
 	event_type text,
 	partoo_id bigint,
 	external_id text,
@@ -334,13 +334,15 @@ CREATE FUNCTION partoo.worker_status(
 	OUT database text, OUT pid integer, OUT in_flight integer,
 	OUT sent bigint, OUT retried bigint, OUT failed bigint, OUT rejected bigint,
 	OUT dead bigint, OUT rate_limited bigint, OUT started_at timestamptz,
-	OUT last_error text, OUT last_error_at timestamptz, OUT paused_accounts text)
+	OUT last_error text, OUT last_error_at timestamptz, OUT paused_accounts text,
+	OUT reconcile_requests bigint, OUT reconcile_applied bigint,
+	OUT reconcile_rate_limited bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'partoo_worker_status'
 LANGUAGE C VOLATILE PARALLEL SAFE;
 REVOKE ALL ON FUNCTION partoo.worker_status() FROM PUBLIC;
 COMMENT ON FUNCTION partoo.worker_status()
-	IS 'one row per partoo worker: pid, requests in flight, counters since start, last error, paused accounts';
+	IS 'one row per partoo worker: pid, requests in flight, counters since start (reconciliation''s too), last error, paused accounts';
 
 /* ---------------------------------------------------------------------
  * Administration.  SECURITY DEFINER with a pinned search_path, EXECUTE
@@ -456,7 +458,7 @@ END $$;
 REVOKE ALL ON FUNCTION partoo.cancel(bigint) FROM PUBLIC;
 COMMENT ON FUNCTION partoo.cancel(bigint) IS 'cancel a queued message that is not in flight';
 
--- Delete finished messages and old events
+-- Delete finished messages (and their reconcile rows, 0.4) and old events
 CREATE FUNCTION partoo.purge(older_than interval)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -478,12 +480,14 @@ BEGIN
 	SELECT count(*) INTO n FROM d;
 	DELETE FROM partoo.message_parts p
 	 WHERE NOT EXISTS (SELECT 1 FROM partoo.messages m WHERE m.id = p.message_id);
+	DELETE FROM partoo.reconcile r
+	 WHERE NOT EXISTS (SELECT 1 FROM partoo.messages m WHERE m.id = r.message_id);
 	DELETE FROM partoo.events e WHERE e.received_at < now() - older_than;
 	RETURN n;
 END $$;
 REVOKE ALL ON FUNCTION partoo.purge(interval) FROM PUBLIC;
 COMMENT ON FUNCTION partoo.purge(interval)
-	IS 'delete finished messages last updated before now() - older_than, and events received before it; returns messages deleted';
+	IS 'delete finished messages last updated before now() - older_than (and their reconcile rows), and events received before it; returns messages deleted';
 
 /* ---------------------------------------------------------------------
  * Webhooks
@@ -582,3 +586,44 @@ SELECT pg_catalog.pg_extension_config_dump('partoo.events_id_seq', '');
  * of its own below, in the same order as in the upgrade script.
  * ---------------------------------------------------------------------
  */
+
+/* ---------------------------------------------------------------------
+ * 0.4: status reconciliation from the API (GET /messages).
+ *
+ * A message left 'sent' longer than partoo.reconcile_after has its status
+ * read by the worker from GET /messages?conversation_id=..., and applied
+ * through the same rules as a webhook (partoo.events.source
+ * 'reconcile').  partoo.reconcile holds when each such message is
+ * checked next, so that checks never rewrite partoo.messages rows.
+ * (Changed in place above, as the upgrade script changes them: the CHECK
+ * constraint events_source_check, partoo.purge() and
+ * partoo.worker_status().)
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * One row per message the worker recorded 'sent' (or whose retry it
+ * recorded) while reconciliation was on; the worker deletes the row when
+ * the message is no longer 'sent', has gone, or is older than
+ * partoo.reconcile_max_age.  No foreign key: partoo.purge deletes the
+ * rows of the messages it deletes, and a foreign key would cost every
+ * delete of partoo.messages a lookup here.
+ *
+ *	since			when this attempt was recorded sent (reconcile_max_age
+ *					counts from it)
+ *	checks			GET /messages made for it so far (the backoff's exponent)
+ *	next_check_at	when it is due; while a check is in flight, the end of
+ *					its lease
+ */
+CREATE TABLE partoo.reconcile (
+	message_id bigint PRIMARY KEY,
+	since timestamptz NOT NULL DEFAULT now(),
+	checks integer NOT NULL DEFAULT 0,
+	next_check_at timestamptz NOT NULL,
+	last_checked_at timestamptz
+);
+CREATE INDEX reconcile_next_check_at_idx ON partoo.reconcile (next_check_at);
+REVOKE ALL ON partoo.reconcile FROM PUBLIC;
+COMMENT ON TABLE partoo.reconcile
+	IS 'messages left sent whose status the worker reads from GET /messages, and when it checks each next';
+SELECT pg_catalog.pg_extension_config_dump('partoo.reconcile', '');

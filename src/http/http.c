@@ -304,7 +304,6 @@ new_easy(void)
 #endif
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_POST, 1L);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, PARTOO_USER_AGENT);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
@@ -410,6 +409,21 @@ oom:
 		partoo_body_free(body);
 	partoo_http_request_free(req);
 	return NULL;
+}
+
+/*
+ * Make a request for GET {base_url}{path} (path holds the query string),
+ * otherwise like partoo_http_request_new().
+ */
+PartooHttpRequest *
+partoo_http_request_new_get(const char *base_url, const char *path,
+							const char *api_key)
+{
+	PartooHttpRequest *req = partoo_http_request_new(base_url, path, api_key, NULL);
+
+	if (req != NULL)
+		req->is_get = true;
+	return req;
 }
 
 static void
@@ -574,8 +588,14 @@ partoo_http_start(PartooHttpRequest *req, int timeout_ms, int connect_timeout_ms
 	/* the options that differ between requests (new_easy sets the rest) */
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
 	curl_easy_setopt(easy, CURLOPT_URL, req->url);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body.data ? req->body.data : "");
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body.len);
+	if (req->is_get)
+		curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+	else
+	{
+		curl_easy_setopt(easy, CURLOPT_POST, 1L);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body.data ? req->body.data : "");
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body.len);
+	}
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
 	/* our own deadlines (see the banner); libcurl keeps its defaults */
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 0L);

@@ -49,6 +49,7 @@ typedef struct PartooHttpRequest
 	PartooBody	body;
 	char	   *auth_header;	/* "x-APIKey: ..."; wiped before free */
 	void	   *user;			/* the caller's cookie */
+	bool		is_get;			/* GET (no body) instead of POST */
 
 	/* outcome, valid once done is true */
 	bool		done;
@@ -85,6 +86,9 @@ extern PartooHttpRequest *partoo_http_request_new(const char *base_url,
 												  const char *path,
 												  const char *api_key,
 												  PartooBody *body);
+extern PartooHttpRequest *partoo_http_request_new_get(const char *base_url,
+													  const char *path,
+													  const char *api_key);
 extern void partoo_http_request_free(PartooHttpRequest *req);
 extern void partoo_http_start(PartooHttpRequest *req, int timeout_ms,
 							  int connect_timeout_ms);

@@ -23,6 +23,7 @@
 #include "utils/guc.h"
 
 #include "http/http.h"
+#include "server/reconcile.h"
 #include "server/redact_log.h"
 #include "server/store.h"
 #include "server/webhook.h"
@@ -42,6 +43,7 @@ static void (*const partoo_setting_groups[]) (void) = {
 	partoo_http_define_gucs,	/* http.c: CA file, timeouts */
 	partoo_worker_define_gucs,	/* worker.c: the outbox worker */
 	partoo_job_define_gucs,		/* worker_job.c: the retry policy */
+	partoo_reconcile_define_gucs,	/* reconcile.c: status reconciliation */
 	partoo_webhook_define_gucs, /* webhook.c: webhook ingest */
 };
 

@@ -264,8 +264,8 @@ partoo_worker_status(PG_FUNCTION_ARGS)
 	{
 		PartooWorkerSlot *slot = &shared->slots[i];
 		PartooWorkerSlot copy;
-		Datum		values[14];
-		bool		nulls[14];
+		Datum		values[16];
+		bool		nulls[16];
 
 		SpinLockAcquire(&slot->mutex);
 		memcpy(&copy, slot, sizeof(copy));
@@ -292,9 +292,16 @@ partoo_worker_status(PG_FUNCTION_ARGS)
 		copy.paused[sizeof(copy.paused) - 1] = '\0';
 		values[12] = CStringGetTextDatum(copy.paused);
 		nulls[12] = (copy.paused[0] == '\0');
-		/* a 0.1 or 0.2 schema still declares loops (gone in 0.3): null */
-		values[13] = (Datum) 0;
-		nulls[13] = true;
+		/*
+		 * From 0.4: the reconciliation counters.  A 0.1 or 0.2 schema
+		 * declares loops there instead (gone in 0.3): null; a 0.3 schema
+		 * has neither, and the columns beyond its own are not read.
+		 */
+		values[13] = Int64GetDatum(copy.reconcile_requests);
+		values[14] = Int64GetDatum(copy.reconcile_applied);
+		values[15] = Int64GetDatum(copy.reconcile_rate_limited);
+		if (rsinfo->setDesc->natts == 14)
+			nulls[13] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

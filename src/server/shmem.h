@@ -32,6 +32,9 @@ typedef struct PartooWorkerSlot
 	int64		rejected;
 	int64		dead;
 	int64		rate_limited;
+	int64		reconcile_requests; /* GET /messages made */
+	int64		reconcile_applied;	/* final statuses they applied */
+	int64		reconcile_rate_limited; /* 429s they got */
 	uint32		accounts_generation;	/* bumped when partoo.accounts changes */
 	uint64		owed_pending;	/* webhook buckets the worker owes a pass */
 	TimestampTz started_at;

@@ -173,8 +173,9 @@ raise_no_format(void)
 
 	initStringInfo(&detail);
 	for (i = 0; i < partoo_webhook_nformats; i++)
-		appendStringInfo(&detail, "%s%s", i > 0 ? "; " : "",
-						 partoo_webhook_formats[i]->shape);
+		if (partoo_webhook_formats[i]->shape != NULL)	/* NULL: never a body */
+			appendStringInfo(&detail, "%s%s", detail.len > 0 ? "; " : "",
+							 partoo_webhook_formats[i]->shape);
 	appendStringInfoChar(&detail, '.');
 	detail.data[0] = pg_ascii_toupper((unsigned char) detail.data[0]);
 	ereport(ERROR,

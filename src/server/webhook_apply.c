@@ -82,6 +82,7 @@
 const PartooWebhookFormat *const partoo_webhook_formats[] = {
 	&partoo_webhook_format_partoo,
 	&partoo_webhook_format_dispatch,
+	&partoo_webhook_format_reconcile,	/* statuses read by the worker */
 };
 const int	partoo_webhook_nformats = lengthof(partoo_webhook_formats);
 

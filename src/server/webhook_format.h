@@ -106,6 +106,12 @@ struct PartooWebhookFormat
 	 */
 	const char *shape;
 
+	/*
+	 * NULL for a format whose events never come as a body (reconcile: the
+	 * worker makes them); such a format's recognise() says false, and its
+	 * parse, authenticate and restore are NULL.
+	 */
+
 	/* Define its settings, from _PG_init (may be NULL) */
 	void		(*define_gucs) (void);
 
@@ -156,12 +162,14 @@ extern const PartooWebhookFormat *const partoo_webhook_formats[];
 extern const int partoo_webhook_nformats;
 
 /*
- * in webhook_apply.c: apply n parsed and authenticated events (webhook.c)
+ * in webhook_apply.c: apply n parsed and authenticated events (webhook.c;
+ * reconcile.c for the statuses it reads from GET /messages)
  */
 extern void partoo_webhook_ingest(PartooIngestEvent **evs, int n, Datum payloads);
 
 /* in webhook_partoo.c and webhook_dispatch.c */
 extern const PartooWebhookFormat partoo_webhook_format_partoo;
+extern const PartooWebhookFormat partoo_webhook_format_reconcile;
 extern const PartooWebhookFormat partoo_webhook_format_dispatch;
 
 /*

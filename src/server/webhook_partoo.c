@@ -19,6 +19,11 @@
  * webhook_apply.c), never parsed again: its status column, its partoo_id,
  * and is_deleted as its dedup key records it.
  *
+ * A second format, "reconcile", is the same events read by the worker
+ * from GET /messages instead of a webhook (server/reconcile.c): the same
+ * messages, fetched, decided and written by the same functions, stored
+ * in partoo.events with source 'reconcile'.  It never recognises a body.
+ *
  * Implements PartooWebhookFormat (webhook_format.h); calls only the
  * protocol core, server/db.c and webhook_bucket.c.
  *
@@ -535,5 +540,45 @@ const PartooWebhookFormat partoo_webhook_format_partoo = {
 	.begin = partoo_begin,
 	.fetch = partoo_fetch,
 	.decide = partoo_decide,
+	.write = partoo_write,
+};
+
+/* ----------------------------------------------------------------
+ * Statuses read from GET /messages (reconciliation)
+ * ----------------------------------------------------------------
+ */
+
+/* Never a webhook body: reconcile.c makes these events itself */
+static bool
+reconcile_recognise(const struct cJSON *root)
+{
+	return false;
+}
+
+/*
+ * As a webhook of the Partoo format would be decided.  The worker asks
+ * only about messages it found recorded, so none is pending; one that
+ * vanished since (purged) is ignored, never left pending: a reconcile
+ * event is not restored later.
+ */
+static const char *
+reconcile_decide(void *batch, PartooIngestEvent *ev)
+{
+	const char *outcome = partoo_decide(batch, ev);
+
+	return strcmp(outcome, "pending") == 0 ? "ignored" : outcome;
+}
+
+const PartooWebhookFormat partoo_webhook_format_reconcile = {
+	.name = "reconcile",
+	.shape = NULL,
+	.define_gucs = NULL,
+	.recognise = reconcile_recognise,
+	.parse = NULL,
+	.authenticate = NULL,
+	.restore = NULL,
+	.begin = partoo_begin,
+	.fetch = partoo_fetch,
+	.decide = reconcile_decide,
 	.write = partoo_write,
 };

@@ -50,6 +50,16 @@
  * recorded within the same bound; the rest stays leased for the next
  * worker.
  *
+ * Reconciliation (reconcile.c) rides on the same loop: when
+ * partoo.reconcile_after is on and a pick is due, the iteration's
+ * transaction also picks the messages due a status check, in the slots
+ * and rate tokens the sends leave (never while a claimed send waits for a
+ * slot, and only for accounts without an outbox row due), and leases
+ * them; their GET /messages requests go through the same HTTP client,
+ * counted in the same slots, and what they found is recorded in a later
+ * iteration's transaction.  A 429 on a GET pauses that account's
+ * reconciliation only.
+ *
  * Memory: jobs and requests are malloc'd (they live across transactions)
  * and freed once recorded; everything palloc'd in an iteration lives in a
  * loop context reset at the top of each iteration.
@@ -88,6 +98,7 @@
 #include "server/db.h"
 #include "server/store.h"
 #include "server/outbox.h"
+#include "server/reconcile.h"
 #include "server/worker.h"
 #include "server/worker_job.h"
 #include "server/shmem.h"
@@ -229,6 +240,31 @@ static int64 next_claim_at = 0; /* when to claim next (NEVER: on a wake-up) */
 static uint64 owed = ALL_BUCKETS;	/* webhook buckets owed a pass */
 static int64 owed_at = 0;		/* when to make that pass */
 static int	owed_tries = 0;		/* passes that left buckets owed */
+
+/*
+ * Reconciliation's fetches (reconcile.h): picked in the current
+ * transaction and started once it commits; with a page in flight; ended,
+ * waiting to be recorded.  Each list malloc'd, grown as needed.
+ */
+typedef struct FetchList
+{
+	PartooReconcileFetch **v;
+	int			n;
+	int			cap;
+} FetchList;
+static FetchList rpicked = {NULL, 0, 0};
+static FetchList rflight = {NULL, 0, 0};
+static FetchList rdone = {NULL, 0, 0};
+static int64 next_reconcile_at = 0;	/* when to pick due checks next */
+
+static void track_recorded_sent(PartooJob **jobs, int n, const bool *done);
+
+/* most due messages one pick reads */
+#define RECONCILE_PICK_LIMIT 1000
+/* shortest time between two picks */
+#define RECONCILE_PICK_MIN_MS 1000
+/* a worker woken while no check is due looks again this soon at most */
+#define RECONCILE_IDLE_MS 60000
 
 /* outbox rows that could be neither claimed nor put aside: not claimed */
 typedef struct SkippedRow
@@ -507,6 +543,8 @@ account_get(const char *name, bool create)
 	a->present = false;
 	a->reserved = 0;
 	a->used = 0;
+	a->reconcile_in_flight = 0;
+	a->reconcile_paused_until = 0;
 	return a;
 }
 
@@ -633,6 +671,138 @@ add_result(PartooJob *job)
 	results[nresults++] = job;
 }
 
+/* ---------------------------------------------------------------------
+ * Reconciliation's fetches (see reconcile.c)
+ * ---------------------------------------------------------------------
+ */
+
+/* Add f to l; out of memory, f is freed and the error thrown */
+static void
+fetch_list_push(FetchList *l, PartooReconcileFetch *f)
+{
+	if (l->n == l->cap)
+	{
+		int			cap = Max(16, l->cap * 2);
+		PartooReconcileFetch **v = realloc(l->v, sizeof(PartooReconcileFetch *) * cap);
+
+		if (v == NULL)
+		{
+			partoo_reconcile_fetch_free(f);
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = f;
+}
+
+/* Free every fetch of l; their accounts' running counts go down */
+static void
+fetch_list_clear(FetchList *l)
+{
+	while (l->n > 0)
+	{
+		PartooReconcileFetch *f = l->v[--l->n];
+		PartooWorkerAccount *a = account_get(f->account, false);
+
+		if (a != NULL && a->reconcile_in_flight > 0 && l != &rdone)
+			a->reconcile_in_flight--;
+		partoo_reconcile_fetch_free(f);
+	}
+}
+
+static void
+count_reconcile(int64 requests, int64 applied, int64 rate_limited)
+{
+	SpinLockAcquire(&slot->mutex);
+	slot->reconcile_requests += requests;
+	slot->reconcile_applied += applied;
+	slot->reconcile_rate_limited += rate_limited;
+	SpinLockRelease(&slot->mutex);
+}
+
+/*
+ * May account a make one more reconciliation request now?  Only when no
+ * claimed send waits for a slot (sends come first), and a whole rate token
+ * is there, which it takes.
+ */
+static bool
+reconcile_token(PartooWorkerAccount *a, int64 now)
+{
+	if (a == NULL || a->rl == NULL || nwaiting > 0 || nfresh > 0)
+		return false;
+	return partoo_ratelimit_acquire(a->rl, now) == 0;
+}
+
+/* Start the request of f's next page; false when it could not be made */
+static bool
+start_reconcile_request(PartooReconcileFetch *f, PartooWorkerAccount *a)
+{
+	if (partoo_reconcile_request(f, a->base_url, a->api_key) == NULL)
+		return false;
+	fetch_list_push(&rflight, f);
+	partoo_http_start(f->req, partoo_timeout_ms, partoo_connect_timeout_ms);
+	count_reconcile(1, 0, 0);
+	return true;
+}
+
+/* A fetch has ended: it waits to be recorded, its account runs one less */
+static void
+end_fetch(PartooReconcileFetch *f, PartooWorkerAccount *a)
+{
+	if (a != NULL && a->reconcile_in_flight > 0)
+		a->reconcile_in_flight--;
+	fetch_list_push(&rdone, f);
+}
+
+/*
+ * If req is a reconciliation request, take its answer: another page (if
+ * a token and no waiting send allow it), or the end of its fetch (a 429
+ * pausing the account's reconciliation for Retry-After).  Returns false
+ * for any other request.
+ */
+static bool
+take_reconcile_answer(PartooHttpRequest *req)
+{
+	PartooReconcileFetch *f = NULL;
+	PartooWorkerAccount *a;
+	int			i;
+
+	for (i = 0; i < rflight.n; i++)
+		if (rflight.v[i]->req == req)
+		{
+			f = rflight.v[i];
+			rflight.v[i] = rflight.v[--rflight.n];
+			break;
+		}
+	if (f == NULL)
+		return false;
+	a = account_get(f->account, false);
+	if (f->generation != served_generation)
+	{
+		if (a != NULL && a->reconcile_in_flight > 0)
+			a->reconcile_in_flight--;
+		partoo_reconcile_fetch_free(f);	/* made for a dropped extension */
+		return true;
+	}
+	if (partoo_reconcile_take_answer(f) == PARTOO_RECONCILE_STEP_NEXT_PAGE)
+	{
+		if (reconcile_token(a, now_ms()) && start_reconcile_request(f, a))
+			return true;
+		f->end = PARTOO_RECONCILE_DONE; /* what the pages read say */
+	}
+	if (f->end == PARTOO_RECONCILE_RATE_LIMITED)
+	{
+		if (a != NULL)
+			a->reconcile_paused_until = now_ms() + f->retry_after_ms;
+		count_reconcile(0, 0, 1);
+	}
+	end_fetch(f, a);
+	return true;
+}
+
 /* Take finished requests from the HTTP client */
 static void
 collect(void)
@@ -642,9 +812,15 @@ collect(void)
 
 	while ((req = partoo_http_next_done()) != NULL)
 	{
-		PartooJob		   *job = (PartooJob *) req->user;
-		int			i = job->inflight_index;
-		PartooWorkerAccount *a = account_get(job->account, false);
+		PartooJob		   *job;
+		int			i;
+		PartooWorkerAccount *a;
+
+		if (take_reconcile_answer(req))
+			continue;
+		job = (PartooJob *) req->user;
+		i = job->inflight_index;
+		a = account_get(job->account, false);
 
 		/* swap-remove from the in-flight list */
 		inflight[i] = inflight[--ninflight];
@@ -877,6 +1053,8 @@ record_results(void)
 			FreeErrorData(edata);
 		}
 	}
+
+	track_recorded_sent(due, ndue, done);
 
 	/* freed once the transaction commits (release_recorded) */
 	for (i = 0; i < ndue; i++)
@@ -1421,7 +1599,7 @@ static void
 start_waiting(void)
 {
 	int			started = 0;
-	int			busy = ninflight;
+	int			busy = ninflight + rflight.n;
 	int			i;
 
 	for (i = 0; i < nresults; i++)
@@ -1494,6 +1672,27 @@ report_error(void)
 }
 
 /*
+ * Forget every reconciliation fetch: picked, in flight (its request
+ * abandoned) or ended.  Their rows stay leased and are checked again when
+ * the lease runs out.
+ */
+static void
+discard_reconcile(void)
+{
+	HASH_SEQ_STATUS seq;
+	PartooWorkerAccount *a;
+
+	fetch_list_clear(&rpicked);
+	fetch_list_clear(&rflight);
+	fetch_list_clear(&rdone);
+	if (accounts == NULL)
+		return;
+	hash_seq_init(&seq, accounts);
+	while ((a = hash_seq_search(&seq)) != NULL)
+		a->reconcile_in_flight = 0;
+}
+
+/*
  * The extension we served is gone (DROP EXTENSION, perhaps followed by a
  * new CREATE EXTENSION): forget everything claimed from it, and look for
  * the extension again at once.  Answers not recorded yet are thrown away,
@@ -1512,6 +1711,7 @@ forget_extension(void)
 	while (nwaiting > 0)
 		free_job(waiting[--nwaiting]);
 	discard_fresh();
+	discard_reconcile();
 	nskipped = 0;
 	served_generation++;
 	served_oid = InvalidOid;
@@ -1576,6 +1776,7 @@ shutdown_worker(void)
 	while (nwaiting > 0)
 		free_job(waiting[--nwaiting]);
 	discard_fresh();
+	discard_reconcile();		/* only statuses: checked again later */
 	if (nresults > 0)
 	{
 		for (i = 0; i < nresults; i++)
@@ -1726,6 +1927,7 @@ reload_config_if_pending(void)
 	ProcessConfigFile(PGC_SIGHUP);
 	accounts_loaded = false;	/* the default account may change */
 	next_claim_at = 0;
+	next_reconcile_at = 0;		/* reconciliation may have been turned on */
 }
 
 /*
@@ -1767,6 +1969,8 @@ typedef struct LoopWork
 	bool		record;			/* outcomes want recording now */
 	bool		claim;			/* slots are free and a claim is due */
 	bool		owed;			/* owed webhook buckets are due a pass */
+	bool		reconcile;		/* a pick of due status checks is due */
+	bool		reconciled;		/* ended fetches want recording */
 } LoopWork;
 
 /*
@@ -1782,6 +1986,9 @@ decide_work(int64 now, LoopWork *work)
 		now >= next_claim_at;
 	owed |= partoo_take_owed_pending(slot);
 	work->owed = owed != 0 && now >= owed_at;
+	work->reconcile = partoo_reconcile_after_ms > 0 && now >= next_reconcile_at &&
+		!got_sigterm;
+	work->reconciled = rdone.n > 0;
 	return t;
 }
 
@@ -1836,6 +2043,255 @@ apply_owed_events(int64 now)
 		owed_tries = 0;
 }
 
+/* What recording the ended fetches shares with its subtransaction */
+typedef struct ReconcileRecord
+{
+	int			applied;
+} ReconcileRecord;
+
+static void
+record_reconciled_batch(void *arg)
+{
+	((ReconcileRecord *) arg)->applied = partoo_reconcile_record(rdone.v, rdone.n);
+}
+
+/*
+ * Record what the ended fetches found, in a subtransaction; they are
+ * freed once the transaction commits (or aborts: their rows stay leased,
+ * and are checked again when the lease runs out).  Their rows are due
+ * again after reconcile_after at the soonest: pick then.
+ */
+static void
+record_reconciled(int64 now)
+{
+	ReconcileRecord r = {0};
+	ErrorData  *edata;
+
+	pgstat_report_activity(STATE_RUNNING, "recording reconciled statuses");
+	edata = in_subxact(record_reconciled_batch, &r);
+	if (edata != NULL)
+	{
+		if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+			log_caught(edata, "partoo worker could not record reconciled statuses, checking them again later");
+		FreeErrorData(edata);
+	}
+	else if (r.applied > 0)
+		count_reconcile(0, r.applied, 0);
+	next_reconcile_at = Min(next_reconcile_at, now + partoo_reconcile_after_ms);
+}
+
+/*
+ * Track the messages the recording just made 'sent' for reconciliation
+ * (reconcile.c), in a subtransaction of its own: a failure there never
+ * undoes the recording; its messages are only not checked.
+ */
+typedef struct TrackArgs
+{
+	int64	   *ids;
+	int			n;
+} TrackArgs;
+
+static void
+track_sent(void *arg)
+{
+	TrackArgs  *t = (TrackArgs *) arg;
+
+	partoo_reconcile_track(t->ids, t->n);
+}
+
+static void
+track_recorded_sent(PartooJob **jobs, int n, const bool *done)
+{
+	TrackArgs	t;
+	ErrorData  *edata;
+	int			i;
+
+	if (partoo_reconcile_after_ms <= 0)
+		return;
+	t.ids = palloc(sizeof(int64) * Max(n, 1));
+	t.n = 0;
+	for (i = 0; i < n; i++)
+		if (done[i] && jobs[i]->state != NULL && strcmp(jobs[i]->state, "sent") == 0)
+			t.ids[t.n++] = jobs[i]->message_id;
+	if (t.n == 0)
+		return;
+	edata = in_subxact(track_sent, &t);
+	if (edata != NULL)
+	{
+		if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+			log_caught(edata, "partoo worker could not track sent messages for reconciliation");
+		FreeErrorData(edata);
+		return;
+	}
+	next_reconcile_at = Min(next_reconcile_at, now_ms() + partoo_reconcile_after_ms);
+}
+
+/* What a pick shares with its subtransaction */
+typedef struct ReconcilePick
+{
+	Datum	   *excluded;
+	int			nexcluded;
+	int			free_slots;
+	int64		now;
+	bool		more;			/* due checks left for lack of slots or tokens */
+} ReconcilePick;
+
+/*
+ * Pick the due checks and keep, into rpicked, the fetches the slots, the
+ * accounts' caps and their spare tokens allow; lease their rows.  Every
+ * other fetch is freed (its rows stay due).
+ */
+static void
+pick_reconcile_batch(void *arg)
+{
+	ReconcilePick *p = (ReconcilePick *) arg;
+	PartooReconcileFetch **picked;
+	MemoryContext cxt = CurrentMemoryContext;
+	int			n;
+	int			i;
+	int			first = rpicked.n;
+
+	PartooReconcileFetch **orphans;
+	int			norphans = 0;
+
+	/*
+	 * XXX: an error inside partoo_reconcile_pick leaks the fetches it had
+	 * made (malloc'd); it can only be out of memory or a broken table.
+	 */
+	n = partoo_reconcile_pick(p->excluded, p->nexcluded, RECONCILE_PICK_LIMIT, &picked);
+	orphans = palloc(sizeof(PartooReconcileFetch *) * Max(n, 1));
+	/* NB: picked lives in SPI's memory: the fetches move to rpicked now */
+	for (i = 0; i < n; i++)
+	{
+		PartooReconcileFetch *f = picked[i];
+		PartooWorkerAccount *a = account_get(f->account, false);
+
+		picked[i] = NULL;
+		if (a == NULL)
+		{
+			/*
+			 * An account that is gone: its rows wait a lease, like its
+			 * queued messages wait for the account to come back.
+			 */
+			orphans[norphans++] = f;
+			continue;
+		}
+		if (rpicked.n - first >= p->free_slots ||
+			a->reconcile_in_flight >= PARTOO_RECONCILE_PER_ACCOUNT ||
+			a->reconcile_paused_until > p->now || !reconcile_token(a, p->now))
+		{
+			p->more = true;
+			partoo_reconcile_fetch_free(f);
+			continue;
+		}
+		f->generation = served_generation;
+		a->reconcile_in_flight++;
+		fetch_list_push(&rpicked, f);
+	}
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		partoo_reconcile_lease(orphans, norphans, partoo_lease_s);
+	}
+	PG_FINALLY();
+	{
+		for (i = 0; i < norphans; i++)
+			partoo_reconcile_fetch_free(orphans[i]);
+	}
+	PG_END_TRY();
+	partoo_reconcile_lease(rpicked.v + first, rpicked.n - first, partoo_lease_s);
+}
+
+/*
+ * Pick due status checks for the slots and rate tokens the sends leave
+ * (none while a claimed send waits), in a subtransaction; set when to
+ * pick next: at once if checks were left over (after
+ * RECONCILE_PICK_MIN_MS), otherwise when the next row is due.
+ */
+static void
+pick_reconcile(int64 now)
+{
+	ReconcilePick p;
+	HASH_SEQ_STATUS seq;
+	PartooWorkerAccount *a;
+	ErrorData  *edata;
+	int			busy = ninflight + rflight.n;
+	int			i;
+	int64		due = -1;
+
+	next_reconcile_at = now + RECONCILE_PICK_MIN_MS;
+	if (!partoo_reconcile_available())
+	{
+		next_reconcile_at = NEVER;	/* a schema before 0.4 */
+		return;
+	}
+	for (i = 0; i < nresults; i++)
+		if (results[i]->record_tries == 0)
+			busy++;
+	memset(&p, 0, sizeof(p));
+	p.now = now;
+	p.free_slots = partoo_max_in_flight - busy - nwaiting - nfresh;
+	if (nwaiting + nfresh > 0 || p.free_slots <= 0)
+		return;					/* sends first */
+	pgstat_report_activity(STATE_RUNNING, "picking status checks");
+	p.excluded = palloc(sizeof(Datum) * (hash_get_num_entries(accounts) + 1));
+	hash_seq_init(&seq, accounts);
+	while ((a = hash_seq_search(&seq)) != NULL)
+		if (a->reconcile_in_flight >= PARTOO_RECONCILE_PER_ACCOUNT ||
+			a->reconcile_paused_until > now ||
+			partoo_ratelimit_paused_until(a->rl) > now)
+			p.excluded[p.nexcluded++] = CStringGetTextDatum(a->name);
+	edata = in_subxact(pick_reconcile_batch, &p);
+	if (edata != NULL)
+	{
+		if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+			log_caught(edata, "partoo worker could not pick status checks, trying again later");
+		FreeErrorData(edata);
+		fetch_list_clear(&rpicked);
+		next_reconcile_at = now + ERROR_PAUSE_MS;
+		return;
+	}
+	if (p.more || p.nexcluded > 0)
+		return;
+	due = partoo_reconcile_next_due_ms();
+	next_reconcile_at = due < 0 ? NEVER : now + Max(due, RECONCILE_PICK_MIN_MS);
+}
+
+/* After the commit of a pick: start the picked fetches' first pages */
+static void
+start_picked(void)
+{
+	int			i;
+
+	for (i = 0; i < rpicked.n; i++)
+	{
+		PartooReconcileFetch *f = rpicked.v[i];
+		PartooWorkerAccount *a = account_get(f->account, false);
+
+		rpicked.v[i] = NULL;
+		if (a == NULL || !start_reconcile_request(f, a))
+		{
+			if (a != NULL && f->end == PARTOO_RECONCILE_RUNNING)
+				f->end = PARTOO_RECONCILE_FAILED;
+			if (a == NULL)
+			{
+				partoo_reconcile_fetch_free(f);
+				continue;
+			}
+			end_fetch(f, a);
+		}
+	}
+	rpicked.n = 0;
+}
+
+/* After the commit of a recording: free the fetches it recorded */
+static void
+release_reconciled(void)
+{
+	while (rdone.n > 0)
+		partoo_reconcile_fetch_free(rdone.v[--rdone.n]);
+}
+
 /*
  * Claim as many rows as keep the jobs held (in flight and waiting) within
  * twice partoo.max_in_flight, and at most partoo.batch_size; set when to
@@ -1883,9 +2339,15 @@ run_transaction(int64 now, const LoopWork *work)
 		apply_owed_events(now);
 	if (work->claim && !got_sigterm)
 		claim_more(now);
+	if (work->reconciled)
+		record_reconciled(now);
+	if (work->reconcile && !got_sigterm)
+		pick_reconcile(now);
 	end_txn();
 	release_recorded();
+	release_reconciled();
 	start_fresh();
+	start_picked();
 	return results_timing(now_ms(), &record_now);
 }
 
@@ -1910,6 +2372,14 @@ sleep_time(long results_wait)
 		long		o = (long) Max(0, owed_at - now_ms());
 
 		timeout = (timeout < 0) ? o : Min(timeout, o);
+	}
+	if (rdone.n > 0)
+		timeout = 0;			/* record them now */
+	else if (partoo_reconcile_after_ms > 0 && next_reconcile_at != NEVER)
+	{
+		long		r = (long) Max(0, Min(next_reconcile_at - now_ms(), LONG_MAX));
+
+		timeout = (timeout < 0) ? r : Min(timeout, r);
 	}
 	return timeout;
 }
@@ -1937,7 +2407,8 @@ run_iteration(void)
 	collect();
 	start_waiting();
 	results_wait = decide_work(now, &work);
-	if (work.record || work.claim || work.owed || accounts_changed())
+	if (work.record || work.claim || work.owed || work.reconcile ||
+		work.reconciled || accounts_changed())
 		results_wait = run_transaction(now, &work);
 	return sleep_time(results_wait);
 }
@@ -1957,8 +2428,10 @@ recover_from_error(void)
 	RESUME_INTERRUPTS();
 	unmark_recorded();
 	discard_fresh();
+	fetch_list_clear(&rpicked);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	next_claim_at = 0;
+	next_reconcile_at = now_ms() + ERROR_PAUSE_MS;
 }
 
 /* Show the number of requests in flight in partoo.worker_status() */
@@ -1966,7 +2439,7 @@ static void
 publish_in_flight(void)
 {
 	SpinLockAcquire(&slot->mutex);
-	slot->in_flight = ninflight;
+	slot->in_flight = ninflight + rflight.n;
 	SpinLockRelease(&slot->mutex);
 }
 
@@ -1984,6 +2457,9 @@ wait_for_work(long timeout)
 	{
 		ResetLatch(MyLatch);
 		next_claim_at = 0;
+		/* checks made due by others (an update to 0.4, say), soon enough */
+		if (next_reconcile_at == NEVER)
+			next_reconcile_at = now_ms() + Min(partoo_reconcile_after_ms, RECONCILE_IDLE_MS);
 	}
 }
 

@@ -44,6 +44,9 @@ typedef struct PartooWorkerAccount
 	bool		present;		/* seen in the last reload */
 	int			reserved;		/* tokens taken for the current claim */
 	int			used;			/* of those, used by claimed rows */
+	int			reconcile_in_flight;	/* reconciliation fetches running */
+	int64		reconcile_paused_until; /* a GET's 429: no reconciliation
+										 * before (worker.c's clock, ms) */
 } PartooWorkerAccount;
 
 typedef struct PartooJob

@@ -163,9 +163,20 @@ my $default = $node->safe_psql('postgres', "SELECT default_version FROM pg_avail
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'partoo'"),
 	$default, "updated to the default version, $default");
 is($node->safe_psql('postgres', $intact), $before, 'messages intact after the update to the default version');
-is($node->safe_psql('postgres', $dumped), $dumped_03,
-	'every table and sequence that holds state is dumped by pg_dump, still');
+is($node->safe_psql('postgres', $dumped), $dumped_03 . ',partoo.reconcile',
+	'every table and sequence that holds state is dumped by pg_dump, partoo.reconcile too (0.4)');
 $same_as_fresh->('fresh', undef);
+
+# 0.4, reconciliation: the messages left sent are checked from the update on
+is($node->safe_psql('postgres', q{SELECT count(*) FROM partoo.messages m
+	WHERE m.state = 'sent' AND m.partoo_id IS NOT NULL
+	  AND NOT EXISTS (SELECT 1 FROM partoo.reconcile r WHERE r.message_id = m.id)}),
+	'0', 'every message left sent has a reconcile row after the update');
+is($node->safe_psql('postgres', "SELECT count(*) > 100 FROM partoo.reconcile"), 't',
+	'(the 101 messages sent before the updates among them)');
+like($node->safe_psql('postgres', "SELECT pg_get_function_arguments('partoo.worker_status'::regproc)"),
+	qr/reconcile_requests bigint, OUT reconcile_applied bigint, OUT reconcile_rate_limited bigint/,
+	'partoo.worker_status() has the reconciliation counters');
 
 # 0.3, the worker's robustness (issue 12), on the upgraded database with its rows
 is($node->safe_psql('postgres', "SELECT pg_get_function_result('partoo.worker_status'::regproc) LIKE '%loops%'"),
