@@ -16,7 +16,7 @@ ALTER SYSTEM SET partoo.reconcile_after = '10 parsecs';
 ALTER SYSTEM SET partoo.reconcile_after = 'soon';
 ALTER SYSTEM SET partoo.reconcile_max_age = 0;
 ALTER SYSTEM SET partoo.reconcile_max_age = '-2h';
-ALTER SYSTEM SET partoo.reconcile_max_age = '100 days';
+ALTER SYSTEM SET partoo.reconcile_max_age = '30000d';
 -- worker settings: not for a session
 SET partoo.reconcile_after = '1s';
 SELECT code, message FROM partoo_test.try($$ SELECT set_config('partoo.reconcile_max_age', '1h', false) $$);

@@ -64,7 +64,7 @@
 #include "server/webhook_format.h"
 
 int			partoo_reconcile_after_ms = 10 * 60 * 1000;
-int			partoo_reconcile_max_age_ms = 48 * 3600 * 1000;
+int			partoo_reconcile_max_age_s = 48 * 3600;
 
 /* Due rows deleted (finished or too old) per pick, at most */
 #define SWEEP_LIMIT 5000
@@ -90,10 +90,10 @@ partoo_reconcile_define_gucs(void)
 	DefineCustomIntVariable("partoo.reconcile_max_age",
 							"Age of a sent message after which the worker stops reading its status.",
 							"Counted from when the message (or its retry) was recorded sent; the message then stays sent.",
-							&partoo_reconcile_max_age_ms,
-							48 * 3600 * 1000, 1000, INT_MAX,
+							&partoo_reconcile_max_age_s,
+							48 * 3600, 1, INT_MAX,
 							PGC_SIGHUP,
-							GUC_UNIT_MS,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 }
 
@@ -122,7 +122,7 @@ backoff_cap_ms(void)
 {
 	return Max((int64) partoo_reconcile_after_ms,
 			   Min((int64) PARTOO_RECONCILE_BACKOFF_CAP_MS,
-				   (int64) partoo_reconcile_max_age_ms / 4));
+				   (int64) partoo_reconcile_max_age_s * 1000 / 4));
 }
 
 static Datum
@@ -201,7 +201,7 @@ sweep(void)
 					 " SELECT count(*) FILTER (WHERE too_old),"
 					 "        min(message_id) FILTER (WHERE too_old) FROM d",
 					 1, argtypes, CURSOR_OPT_GENERIC_PLAN);
-	args[0] = Int64GetDatum((int64) partoo_reconcile_max_age_ms);
+	args[0] = Int64GetDatum((int64) partoo_reconcile_max_age_s * 1000);
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not sweep partoo.reconcile: %s", SPI_result_code_string(rc));
@@ -289,7 +289,7 @@ partoo_reconcile_pick(Datum *excluded, int nexcluded, int limit,
 					 " LIMIT $3"
 					 "   FOR UPDATE OF r SKIP LOCKED",
 					 3, argtypes, CURSOR_OPT_GENERIC_PLAN);
-	args[0] = Int64GetDatum((int64) partoo_reconcile_max_age_ms);
+	args[0] = Int64GetDatum((int64) partoo_reconcile_max_age_s * 1000);
 	args[1] = partoo_make_array(excluded, NULL, nexcluded, TEXTOID);
 	args[2] = Int32GetDatum(limit);
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);

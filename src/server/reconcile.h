@@ -20,7 +20,7 @@
 
 /* The settings (partoo.reconcile_after, partoo.reconcile_max_age) */
 extern int	partoo_reconcile_after_ms;
-extern int	partoo_reconcile_max_age_ms;
+extern int	partoo_reconcile_max_age_s;
 
 extern void partoo_reconcile_define_gucs(void);
 
