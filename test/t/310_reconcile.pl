@@ -63,7 +63,7 @@ ok(wait_for($node, "SELECT count(*) = 7 FROM partoo.messages WHERE conversation_
 	'without webhooks, Success and Failed reach partoo.messages from GET /messages');
 my $took = time() - $t0;
 cmp_ok($took, '<', 8, sprintf('within a few reconcile_after periods (%.1f s)', $took));
-is($node->safe_psql('postgres', q{SELECT string_agg(status || ':' || outcome || ':' || (dedup_key LIKE 'reconcile:' || partoo_id || ':%'), ',' ORDER BY status)
+is($node->safe_psql('postgres', q{SELECT string_agg(status || ':' || outcome || ':' || CASE WHEN dedup_key LIKE 'reconcile:' || partoo_id || ':%' THEN 't' ELSE 'f' END, ',' ORDER BY status)
 	FROM (SELECT status, outcome, dedup_key, partoo_id, count(*) FROM partoo.events
 	       WHERE source = 'reconcile' AND status <> 'Sending' GROUP BY 1, 2, 3, 4) e}),
 	join(',', 'Failed:applied:t', ('Success:applied:t') x 7),
