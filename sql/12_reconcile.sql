@@ -11,12 +11,19 @@ SHOW partoo.reconcile_max_age;
 
 -- bad values, as ALTER SYSTEM checks them (nothing is written)
 \set VERBOSITY default
-ALTER SYSTEM SET partoo.reconcile_after = -1;
 ALTER SYSTEM SET partoo.reconcile_after = '10 parsecs';
 ALTER SYSTEM SET partoo.reconcile_after = 'soon';
-ALTER SYSTEM SET partoo.reconcile_max_age = 0;
-ALTER SYSTEM SET partoo.reconcile_max_age = '-2h';
 ALTER SYSTEM SET partoo.reconcile_max_age = '30000d';
+-- out of range: PostgreSQL 18 words the range with its units, so the
+-- SQLSTATE and what the message says are shown, not its exact text
+\set VERBOSITY sqlstate
+ALTER SYSTEM SET partoo.reconcile_after = -1;
+SELECT :'LAST_ERROR_MESSAGE' ~ '^-1 ms is outside the valid range for parameter "partoo.reconcile_after" \(0( ms)? \.\. 2147483647( ms)?\)$' AS clear;
+ALTER SYSTEM SET partoo.reconcile_max_age = 0;
+SELECT :'LAST_ERROR_MESSAGE' ~ '^0 s is outside the valid range for parameter "partoo.reconcile_max_age" \(1( s)? \.\. 2147483647( s)?\)$' AS clear;
+ALTER SYSTEM SET partoo.reconcile_max_age = '-2h';
+SELECT :'LAST_ERROR_MESSAGE' ~ '^-7200 s is outside the valid range for parameter "partoo.reconcile_max_age"' AS clear;
+\set VERBOSITY default
 -- worker settings: not for a session
 SET partoo.reconcile_after = '1s';
 SELECT code, message FROM partoo_test.try($$ SELECT set_config('partoo.reconcile_max_age', '1h', false) $$);
