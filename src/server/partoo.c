@@ -23,6 +23,7 @@
 #include "utils/guc.h"
 
 #include "http/http.h"
+#include "server/notify.h"
 #include "server/redact_log.h"
 #include "server/store.h"
 #include "server/webhook.h"
@@ -43,6 +44,7 @@ static void (*const partoo_setting_groups[]) (void) = {
 	partoo_worker_define_gucs,	/* worker.c: the outbox worker */
 	partoo_job_define_gucs,		/* worker_job.c: the retry policy */
 	partoo_webhook_define_gucs, /* webhook.c: webhook ingest */
+	partoo_notify_define_gucs,	/* notify.c: NOTIFY partoo_status */
 };
 
 void
