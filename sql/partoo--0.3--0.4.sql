@@ -114,3 +114,34 @@ LANGUAGE C VOLATILE PARALLEL SAFE;
 REVOKE ALL ON FUNCTION partoo.worker_status() FROM PUBLIC;
 COMMENT ON FUNCTION partoo.worker_status()
 	IS 'one row per partoo worker: pid, requests in flight, counters since start (reconciliation''s too), last error, paused accounts';
+
+/* ---------------------------------------------------------------------
+ * 0.4: notifications.  With partoo.notify_status on, every change of a
+ * message's state sends NOTIFY partoo_status with its id, state and
+ * partoo_status (src/server/notify.c).  The WHEN clauses keep the
+ * triggers from queueing anything while the setting is off.
+ * ---------------------------------------------------------------------
+ */
+CREATE FUNCTION partoo.notify_status_enabled()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'partoo_notify_status_enabled'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION partoo.notify_status_enabled()
+	IS 'whether partoo.notify_status is on: the WHEN clause of the messages_notify triggers';
+
+CREATE FUNCTION partoo.messages_notify()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'partoo_messages_notify'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION partoo.messages_notify() FROM PUBLIC;
+COMMENT ON FUNCTION partoo.messages_notify()
+	IS 'trigger: NOTIFY partoo_status with {"id", "state", "partoo_status"} of the row';
+
+CREATE TRIGGER messages_notify_insert
+	AFTER INSERT ON partoo.messages
+	FOR EACH ROW WHEN (partoo.notify_status_enabled())
+	EXECUTE FUNCTION partoo.messages_notify();
+CREATE TRIGGER messages_notify_state
+	AFTER UPDATE OF state ON partoo.messages
+	FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state AND partoo.notify_status_enabled())
+	EXECUTE FUNCTION partoo.messages_notify();

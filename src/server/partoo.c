@@ -23,6 +23,7 @@
 #include "utils/guc.h"
 
 #include "http/http.h"
+#include "server/notify.h"
 #include "server/reconcile.h"
 #include "server/redact_log.h"
 #include "server/store.h"
@@ -45,6 +46,7 @@ static void (*const partoo_setting_groups[]) (void) = {
 	partoo_job_define_gucs,		/* worker_job.c: the retry policy */
 	partoo_reconcile_define_gucs,	/* reconcile.c: status reconciliation */
 	partoo_webhook_define_gucs, /* webhook.c: webhook ingest */
+	partoo_notify_define_gucs,	/* notify.c: NOTIFY partoo_status */
 };
 
 void
