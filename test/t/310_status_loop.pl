@@ -268,7 +268,7 @@ converged('B');
 # 3. The cluster restarted while the daemon runs and group C's webhooks
 #    are due
 #
-mock_webhooks(url => "$base/partoo", delay_ms => 1000);
+mock_webhooks(url => "$base/partoo", delay_ms => 1500);
 enqueue(3103, 100);
 ok(recorded(3103, 100), 'group C (100) sent');
 my $s2 = mock_stats($mock);
