@@ -24,13 +24,15 @@ if [ "$(id -u)" = 0 ] && [ -z "${PARTOO_AS_TEST_USER:-}" ]; then
 	(cd "$repo" && make -s >/dev/null && make -s install >/dev/null) || exit 1
 	partoo_ensure_test_user
 	work=$(mktemp -d /tmp/partoo-demo.XXXXXX)
+	# NB: on a signal, runuser passes it on and waits for the demo's own
+	# clean-up; then this removes the directory
+	trap 'rm -rf "$work"' EXIT
+	trap 'exit 130' INT TERM
 	partoo_copy_tree "$repo" "$work/repo"
 	chown -R "$PARTOO_TEST_USER" "$work"
 	runuser -u "$PARTOO_TEST_USER" -- env PARTOO_AS_TEST_USER=1 PARTOO_WORK="$work" \
 		PATH="$PATH" bash "$work/repo/test/demo.sh"
-	rc=$?
-	rm -rf "$work"
-	exit $rc
+	exit $?
 fi
 
 W=${PARTOO_WORK:-$(mktemp -d /tmp/partoo-demo.XXXXXX)}
