@@ -10,7 +10,8 @@
 #                                   fuzz asan
 #
 # Stage demo runs test/demo.sh (README's first command) and checks that it
-# ends well and that the worker sent what it queued.
+# ends well and that the tables it prints show the status loop: queued,
+# sent (Sending), delivered (Success); failed, retried, delivered.
 # Stage fuzz runs every libFuzzer target (test/core/fuzz/run.sh).  Stage asan
 # (also "make check-asan") runs regress and tap again against a partoo.so
 # built with -fsanitize=address,undefined, installed into a private copy
@@ -81,15 +82,32 @@ stage_demo() {
 	partoo_log "the demo (test/demo.sh)"
 	bash test/demo.sh >"$W/demo.log" 2>&1
 	local rc=$? p=0 f=0
-	tail -n 25 "$W/demo.log"
-	# it exits 0 only when every statement worked, and the messages table
-	# it prints shows the three queued messages sent by the worker
+	tail -n 40 "$W/demo.log"
+	# demo_check DESCRIPTION MIN REGEX: the log has at least MIN lines
+	# matching REGEX
+	demo_check() {
+		if [ "$(grep -cE "$3" "$W/demo.log")" -ge "$2" ]; then
+			p=$((p + 1))
+		else
+			f=$((f + 1)); echo "not ok: demo: $1"
+		fi
+	}
+	# it exits 0 only when every statement worked and every status it
+	# waited for came; the tables it prints show the status loop
 	if [ $rc = 0 ]; then p=$((p + 1)); else f=$((f + 1)); echo "not ok: demo exited $rc"; fi
-	if [ "$(grep -cE '\| sent +\|' "$W/demo.log")" -ge 4 ]; then
-		p=$((p + 1))
-	else
-		f=$((f + 1)); echo "not ok: the demo's messages were not all sent"
-	fi
+	demo_check "partoo-webhookd connected as the role webhooks" 1 \
+		'connected to database "postgres" as "webhooks"'
+	demo_check "three messages queued in the transaction" 3 '\| +\| queued +\| +\| *$'
+	demo_check "the three sent by the worker, Partoo's Sending webhook in" 3 \
+		'\| +[0-9]+ \| sent +\| Sending +\| Sending [a-z]+ *$'
+	demo_check "delivered by Partoo's Success webhooks" 3 \
+		'\| +[0-9]+ \| delivered +\| Success +\| Sending [a-z]+, Success applied *$'
+	demo_check "one message failed by Partoo's Failed webhook" 1 \
+		'^ +[0-9]+ \| +47 \|.*\| failed +\| Failed +\| .*Failed applied *$'
+	demo_check "the failed message delivered after its retry" 1 \
+		'^ +[0-9]+ \| +47 \|.*\| delivered +\| Success +\| .*Failed applied, .*Success applied *$'
+	demo_check "partoo-webhookd answered every webhook 200" 1 '^ +webhooks_given_up:0$'
+	demo_check "the demo says it finished" 1 '^== demo finished'
 	record demo $p $f
 }
 

@@ -12,11 +12,13 @@
 # check (every message sent exactly once) failed.
 #
 #   sudo make bench                   everything, in under 10 minutes on 2 cores
-#   sudo BENCH_ONLY="1 2" make bench  only some scenarios (1 2 3 4 5 6 7 chart)
+#   sudo BENCH_ONLY="1 2" make bench  only some scenarios (1 2 3 4 5 6 7 8 chart)
 #   BENCH_BUDGET=570                  seconds the whole run may take; long
 #                                     scenarios are cut short to fit
 #   BENCH_PROFILE=1                   also perf-record the worker during the
 #                                     drain and keep pg_stat_statements
+#   BENCH_WEBHOOKD_ARGS="..."         more options for partoo-webhookd in
+#                                     scenario 8 (e.g. --batch-wait-ms 2)
 #   PARTOO_KEEP=1                     keep the temp directory (logs, data)
 #
 # Run as root on a Debian machine (it installs what it needs, builds and
@@ -32,7 +34,7 @@ repo=$(cd "$here/../.." && pwd)
 . "$repo/test/lib.sh"
 
 # the order they run in; 5 needs the messages 3 sent, 7 takes what time is left
-ALL_SCENARIOS="1 2 3 5 6 4 chart 7"
+ALL_SCENARIOS="1 2 3 5 6 8 4 chart 7"
 
 # Copy the results of a finished run from $1 into the source tree
 publish_results() {
@@ -66,6 +68,7 @@ if [ "$(id -u)" = 0 ] && [ -z "${PARTOO_AS_TEST_USER:-}" ]; then
 	runuser -u "$PARTOO_TEST_USER" -- env PARTOO_AS_TEST_USER=1 PARTOO_WORK="$work" \
 		PATH="$PATH" BENCH_GIT="$git_rev" BENCH_ONLY="${BENCH_ONLY:-}" \
 		BENCH_PROFILE="${BENCH_PROFILE:-}" BENCH_BUDGET="${BENCH_BUDGET:-}" \
+		BENCH_WEBHOOKD_ARGS="${BENCH_WEBHOOKD_ARGS:-}" \
 		BENCH_START="$start" bash "$work/repo/test/bench/run.sh"
 	rc=$?
 	publish_results "$work/out"
@@ -317,7 +320,8 @@ cat >>"$W/data/postgresql.conf" <<EOF
 listen_addresses = ''
 unix_socket_directories = '$W'
 port = 5432
-max_connections = 20
+# scenario 8's baseline opens 32 connections at once
+max_connections = 50
 shared_buffers = 256MB
 max_wal_size = 4GB
 checkpoint_timeout = 30min
@@ -717,6 +721,149 @@ scenario_6() {
 		"ratio ≥ 0.5" "$(met "$(calc "$rate / $crate")" '>=' 0.5)" \
 		"rounds: partoo_send$(printf ' %.0f' $rates) calls/s; libcurl$(printf ' %.0f' $crates) calls/s"
 	mock_reset
+}
+
+# 8. The webhook receiver: signed message_updated webhooks POSTed to
+# partoo-webhookd over HTTP (from the request to the 200, which the daemon
+# sends only once the status is committed), against the same kind of
+# bodies handed to partoo_ingest_webhooks() directly over libpq, in the
+# same run.  test/bench/webhook_load signs every body (Ed25519, a key made
+# here whose public half is partoo.webhook_public_key) before its clock
+# starts.  Each measurement has its own messages (sent by the worker to
+# the mock), so every webhook is a first "applied" Success, never a
+# cheaper duplicate:
+#  (a) closed loop, 32 HTTP connections, as fast as the daemon answers;
+#      the daemon's batches (its /metrics) give their mean size B;
+#  (b) the baseline: the direct call from one connection (the daemon has
+#      one), in calls of B bodies, back to back; and, for information,
+#      from 32 connections (the load's concurrency), also in calls of B;
+#  (c) open loop at 1,000 webhooks/s for 10 s: latency of each request
+#      from the moment it was due (a stall is not hidden by the requests
+#      it holds back).
+# Both connect as the role webhooks (EXECUTE on the ingest functions only).
+scenario_8() {
+	local nt=15000 nr=10000 rate=1000 conns=32 key pub set n out port m0 m1 b batch
+	local rate_h rate_1 rate_c p50 p99 max achieved lat_h ok=OK
+	key=$W/webhook-key.pem
+	openssl genpkey -algorithm ed25519 -out "$key" 2>/dev/null || return 1
+	pub=$(openssl pkey -in "$key" -pubout -outform DER | base64 -w0) || return 1
+	q "ALTER SYSTEM SET partoo.webhook_public_key = '$pub'" >/dev/null || return 1
+	q "SELECT pg_reload_conf()" >/dev/null
+	qf >/dev/null <<-'SQL' || return 1
+	DO $$ BEGIN
+		IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'webhooks') THEN
+			CREATE ROLE webhooks LOGIN;
+		END IF;
+	END $$;
+	GRANT EXECUTE ON FUNCTION partoo_ingest_webhook(text, text),
+		partoo_ingest_webhooks(text[], text[]) TO webhooks;
+	SQL
+
+	# the messages: one set per measurement, sent by the worker
+	mock_reset
+	local base
+	base=$(worker_done)
+	qf >/dev/null <<-SQL || return 1
+	SELECT count(partoo_enqueue(12345, 's8' || s || '-' || i))
+	  FROM unnest(ARRAY['h', 'q', 'c']) s, generate_series(1, $nt) i;
+	SELECT count(partoo_enqueue(12345, 's8r-' || i)) FROM generate_series(1, $nr) i;
+	SQL
+	wait_drained $((base + 3 * nt + nr)) "$(budget 60 120)" || return 1
+	for set in h q c r; do
+		q "SELECT json_build_object('type', 'message_updated', 'payload', json_build_object(
+				'message', json_build_object('id', partoo_id, 'conversation_id', conversation_id,
+					'date', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US\"+00:00\"'),
+					'content_type', content_type, 'sender_type', 'User', 'sender_label', 'Bench',
+					'status', 'Success', 'is_deleted', false, 'content', content,
+					'user_id', 'bench-user', 'custom_channel', NULL),
+				'conversation', json_build_object('id', conversation_id, 'messaging_partner', 'Whatsapp'),
+				'org_id', 1))
+			 FROM partoo.messages WHERE content LIKE 's8$set-%' AND state = 'sent' ORDER BY id" \
+			>"$W/s8$set.bodies" || return 1
+	done
+	q "VACUUM ANALYZE partoo.messages" >/dev/null
+
+	# the daemon, with its defaults, as the README runs it
+	partoo-webhookd --listen 127.0.0.1:0 --dbname "host=$W port=$PGPORT dbname=postgres user=webhooks" ${BENCH_WEBHOOKD_ARGS:-} \
+		2>"$OUT/webhookd.log" &
+	WEBHOOKD_PID=$!
+	BG_PIDS="$BG_PIDS $WEBHOOKD_PID"
+	port=""
+	for _ in $(seq 1 200); do
+		port=$(sed -nE 's|.*listening on http://127\.0\.0\.1:([0-9]+).*|\1|p' "$OUT/webhookd.log")
+		[ -n "$port" ] && break
+		sleep 0.05
+	done
+	[ -n "$port" ] || { cat "$OUT/webhookd.log" >&2; return 1; }
+	# metric NAME: a counter of the daemon's /metrics
+	metric() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
+
+	# (a) closed loop over HTTP
+	m0="$(metric partoo_webhookd_batch_size_sum) $(metric partoo_webhookd_batch_size_count)"
+	out=$("$R/test/bench/webhook_load" http "http://127.0.0.1:$port/partoo" "$W/s8h.bodies" "$key" -c $conns) ||
+		{ ok=FAIL; echo "$out" >&2; }
+	m1="$(metric partoo_webhookd_batch_size_sum) $(metric partoo_webhookd_batch_size_count)"
+	rate_h=$(echo "$out" | sed -nE 's/.*per_second=([0-9.]+).*/\1/p')
+	lat_h=$(echo "$out" | sed -nE 's/.*p50_ms=([0-9.]+) p99_ms=([0-9.]+).*/p50 \1 ms, p99 \2 ms/p')
+	set -- $m0 $m1
+	b=$(calc "($3 - $1) / ($4 - $2)")
+	batch=$(awk -v b="$b" 'BEGIN { n = int(b + 0.5); print n < 1 ? 1 : n }')
+	q "VACUUM ANALYZE partoo.messages" >/dev/null
+
+	# (b) the direct call: one connection, then 32, in calls of B bodies
+	out=$("$R/test/bench/webhook_load" pq "host=$W port=$PGPORT dbname=postgres user=webhooks" \
+		"$W/s8q.bodies" "$key" -c 1 -b "$batch") || { ok=FAIL; echo "$out" >&2; }
+	rate_1=$(echo "$out" | sed -nE 's/.*per_second=([0-9.]+).*/\1/p')
+	q "VACUUM ANALYZE partoo.messages" >/dev/null
+	out=$("$R/test/bench/webhook_load" pq "host=$W port=$PGPORT dbname=postgres user=webhooks" \
+		"$W/s8c.bodies" "$key" -c $conns -b "$batch") || { ok=FAIL; echo "$out" >&2; }
+	rate_c=$(echo "$out" | sed -nE 's/.*per_second=([0-9.]+).*/\1/p')
+	q "VACUUM ANALYZE partoo.messages" >/dev/null
+
+	# (c) open loop at 1,000/s
+	out=$("$R/test/bench/webhook_load" http "http://127.0.0.1:$port/partoo" "$W/s8r.bodies" "$key" \
+		-c $conns -r $rate) || { ok=FAIL; echo "$out" >&2; }
+	set -- $(echo "$out" | sed -nE 's/.*seconds=([0-9.]+) per_second=([0-9.]+) p50_ms=([0-9.]+) p99_ms=([0-9.]+) max_ms=([0-9.]+).*/\1 \2 \3 \4 \5/p')
+	achieved=$2 p50=$3 p99=$4 max=$5
+
+	kill "$WEBHOOKD_PID" 2>/dev/null
+	wait "$WEBHOOKD_PID" 2>/dev/null
+	BG_PIDS=${BG_PIDS/ $WEBHOOKD_PID/}
+	q "ALTER SYSTEM RESET partoo.webhook_public_key" >/dev/null
+	q "SELECT pg_reload_conf()" >/dev/null
+
+	if [ -n "$rate_h" ] && [ -n "$rate_1" ]; then
+		record 8 webhookd "signed webhooks over HTTP, $conns connections, request to committed status ($nt)" \
+			"$rate_h" webhooks/s "partoo_ingest_webhooks() over libpq, 1 connection (the daemon's), calls of $batch" \
+			"$rate_1" "$(calc "$rate_h / $rate_1")" "ratio ≥ 0.7" "$(met "$(calc "$rate_h / $rate_1")" '>=' 0.7)" \
+			"the daemon's mean batch: $b bodies; HTTP latency at $conns connections: $lat_h${BENCH_WEBHOOKD_ARGS:+; daemon options: $BENCH_WEBHOOKD_ARGS}"
+	fi
+	if [ -n "$rate_h" ] && [ -n "$rate_c" ]; then
+		record 8 webhookd "the same, against the direct call from $conns connections" \
+			"$rate_h" webhooks/s "partoo_ingest_webhooks() over libpq, $conns connections, calls of $batch" \
+			"$rate_c" "$(calc "$rate_h / $rate_c")" "" "" \
+			"informative: what the database takes from many connections; the daemon has one"
+	fi
+	if [ -n "$p99" ]; then
+		record 8 webhookd "latency at $rate webhooks/s (open loop, $nr in $(fmt1 "$1") s), p99" \
+			"$p99" ms "" "" "" "< 20 ms" "$(met "$p99" '<' 20)" "p50 $p50 ms, max $max ms; achieved $achieved/s"
+	fi
+
+	# every event applied exactly once: each message delivered, one event each
+	set -- $(q "WITH e AS (SELECT partoo_id, count(*) AS n, count(*) FILTER (WHERE outcome = 'applied') AS a
+					FROM partoo.events GROUP BY partoo_id)
+		SELECT count(*) || ' ' || count(*) FILTER (WHERE m.state = 'delivered' AND m.partoo_status = 'Success')
+			|| ' ' || coalesce(sum(e.n), 0) || ' ' || count(*) FILTER (WHERE coalesce(e.a, 0) <> 1)
+		  FROM partoo.messages m LEFT JOIN e USING (partoo_id) WHERE m.content LIKE 's8%'")
+	local total=$((3 * nt + nr))
+	if [ "$ok" = OK ] && [ "$1" = "$total" ] && [ "$2" = "$total" ] && [ "$3" = "$total" ] && [ "$4" = 0 ]; then
+		ok=OK
+	else
+		ok=FAIL
+		checks_failed=$((checks_failed + 1))
+	fi
+	record 8 webhookd "check: every event applied exactly once" "$ok" "" "" "" "" "" "$ok" \
+		"$1 messages, $2 delivered, $3 events stored, $4 without exactly one applied event; every answer applied"
 }
 
 # 7. Worker memory: RSS after 20,000 and after 200,000 messages, both read
