@@ -160,6 +160,18 @@ partoo_make_array(Datum *elems, bool *nulls, int n, Oid elemtype)
 											  typalign));
 }
 
+/* An int8[] of v[0..n) */
+Datum
+partoo_int64_array(const int64 *v, int n)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(v[i]);
+	return partoo_make_array(elems, NULL, n, INT8OID);
+}
+
 /* A text Datum of s, or a null (*isnull) for NULL */
 Datum
 partoo_text_datum(const char *s, bool *isnull)

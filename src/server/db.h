@@ -33,6 +33,7 @@ extern struct _SPI_plan *partoo_plan_once(struct _SPI_plan **slot,
 extern int	partoo_run_plan_latest(struct _SPI_plan *plan, Datum *args,
 								   const char *nulls);
 extern Datum partoo_make_array(Datum *elems, bool *nulls, int n, Oid elemtype);
+extern Datum partoo_int64_array(const int64 *v, int n);
 extern Datum partoo_text_datum(const char *s, bool *isnull);
 extern int64 partoo_spi_int64(HeapTuple t, TupleDesc d, int col, bool *isnull);
 extern char *partoo_spi_text(HeapTuple t, TupleDesc d, int col);

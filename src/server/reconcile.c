@@ -5,8 +5,9 @@
  *		by the worker from GET /messages?conversation_id=... and applied
  *		through the same rules as a Partoo webhook.
  *
- * A webhook can be lost.  When the worker records a message 'sent' (or its
- * retry), it tracks it in partoo.reconcile (partoo_reconcile_track), due
+ * A webhook can be lost.  When a message is recorded 'sent' (or its
+ * retry), by the worker or by partoo_send()/partoo_retry() (store.c), it
+ * is tracked in partoo.reconcile (partoo_reconcile_track), due
  * partoo.reconcile_after later.  The worker then, in its own transaction
  * and only with spare slots and rate tokens (worker.c decides):
  *
@@ -125,17 +126,6 @@ backoff_cap_ms(void)
 				   (int64) partoo_reconcile_max_age_s * 1000 / 4));
 }
 
-static Datum
-int64_array(const int64 *v, int n)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(v[i]);
-	return partoo_make_array(elems, NULL, n, INT8OID);
-}
-
 /*
  * Track messages_ids[0..n), just recorded sent (or their retry): due
  * partoo.reconcile_after from now, their checks counted from zero.  Does
@@ -159,7 +149,7 @@ partoo_reconcile_track(const int64 *message_ids, int n)
 					 "   SET since = EXCLUDED.since, checks = 0,"
 					 "       next_check_at = EXCLUDED.next_check_at, last_checked_at = NULL",
 					 2, argtypes, CURSOR_OPT_GENERIC_PLAN);
-	args[0] = int64_array(message_ids, n);
+	args[0] = partoo_int64_array(message_ids, n);
 	args[1] = Int64GetDatum((int64) partoo_reconcile_after_ms);
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
@@ -353,7 +343,7 @@ message_ids_of(PartooReconcileFetch **fetches, int n)
 	for (i = 0; i < n; i++)
 		for (k = 0; k < fetches[i]->n; k++)
 			ids[total++] = fetches[i]->message_ids[k];
-	return int64_array(ids, total);
+	return partoo_int64_array(ids, total);
 }
 
 /* Move the rows of the given message ids to now() + delay_ms */

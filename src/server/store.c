@@ -33,6 +33,7 @@
 
 #include "server/db.h"
 #include "server/message.h"
+#include "server/reconcile.h"
 #include "server/store.h"
 #include "server/webhook.h"
 
@@ -294,6 +295,8 @@ partoo_store_sent_message(PartooMessageInput *in, int64 partoo_id, long http_sta
 			 SPI_result_code_string(rc));
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									 SPI_tuptable->tupdesc, 1, &isnull));
+	/* its status is read from the API if no webhook brings it */
+	partoo_reconcile_track(&id, 1);
 	partoo_store_end(&sc);
 
 	/* webhook events that beat the response to us wait for this id */
@@ -349,11 +352,21 @@ partoo_store_retried(int64 partoo_id)
 			  "   SET state = 'sent', partoo_status = 'Sending', status_at = now(),"
 			  "       attempts = attempts + 1, retry_requested_at = clock_timestamp(),"
 			  "       last_http_status = 200, last_error = NULL, updated_at = now()"
-			  " WHERE partoo_id = $1",
+			  " WHERE partoo_id = $1"
+			  " RETURNING id",
 			  1, argtypes, 0);
 	rc = SPI_execute_plan(plan, args, NULL, false, 0);
-	if (rc != SPI_OK_UPDATE)
+	if (rc != SPI_OK_UPDATE_RETURNING)
 		elog(ERROR, "could not update partoo.messages: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+
+		/* the retry's status is read from the API if no webhook brings it */
+		partoo_reconcile_track(&id, 1);
+	}
 	partoo_store_end(&sc);
 }
 

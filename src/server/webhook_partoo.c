@@ -240,17 +240,6 @@ cmp_int64(const void *a, const void *b)
 	return x < y ? -1 : x > y ? 1 : 0;
 }
 
-static Datum
-int64_array(const int64 *v, int n)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-	int			i;
-
-	for (i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(v[i]);
-	return partoo_make_array(elems, NULL, n, INT8OID);
-}
-
 /*
  * Read (and lock, if lock) the Partoo messages with the given ids into
  * msgs, in partoo_id order (the index's, so no sort; and one order for
@@ -282,7 +271,7 @@ fetch_messages(HTAB *msgs, int64 *ids, int n, bool lock, bool nowait)
 		plan = partoo_plan_once(&plan_nowait, FETCH_PARTOO_SQL " FOR UPDATE NOWAIT", 1, argtypes, PARTOO_WEBHOOK_PLAN);
 	else
 		plan = partoo_plan_once(&plan_lock, FETCH_PARTOO_SQL " FOR UPDATE", 1, argtypes, PARTOO_WEBHOOK_PLAN);
-	args[0] = int64_array(ids, n);
+	args[0] = partoo_int64_array(ids, n);
 	rc = partoo_run_plan_latest(plan, args, NULL);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "could not read partoo.messages: %s", SPI_result_code_string(rc));

@@ -2206,7 +2206,8 @@ pick_reconcile_batch(void *arg)
  * Pick due status checks for the slots and rate tokens the sends leave
  * (none while a claimed send waits), in a subtransaction; set when to
  * pick next: at once if checks were left over (after
- * RECONCILE_PICK_MIN_MS), otherwise when the next row is due.
+ * RECONCILE_PICK_MIN_MS), otherwise when the next row is due or after
+ * RECONCILE_IDLE_MS, whichever comes first.
  */
 static void
 pick_reconcile(int64 now)
@@ -2253,8 +2254,16 @@ pick_reconcile(int64 now)
 	}
 	if (p.more || p.nexcluded > 0)
 		return;
+	/*
+	 * Look again when the next row is due, but at least every
+	 * RECONCILE_IDLE_MS (or reconcile_after, if shorter): partoo_send()
+	 * and partoo_retry() in other sessions track messages without waking
+	 * the worker.
+	 */
 	due = partoo_reconcile_next_due_ms();
-	next_reconcile_at = due < 0 ? NEVER : now + Max(due, RECONCILE_PICK_MIN_MS);
+	if (due < 0 || due > RECONCILE_IDLE_MS)
+		due = Min((int64) partoo_reconcile_after_ms, RECONCILE_IDLE_MS);
+	next_reconcile_at = now + Max(due, RECONCILE_PICK_MIN_MS);
 }
 
 /* After the commit of a pick: start the picked fetches' first pages */

@@ -5,7 +5,7 @@
 # doubling backoff allows; partoo.reconcile_max_age ends the checks;
 # reconcile_after = 0 makes none; while sends are due no GET is made and
 # nothing gets a 429; a 429 on a GET pauses reconciliation only, never
-# the sends.
+# the sends; messages of partoo_send() and partoo_retry() are checked too.
 use strict;
 use warnings;
 use JSON::PP;
@@ -175,6 +175,21 @@ is($gets->(), $gets_at_429, 'no GET while reconciliation is paused (Retry-After)
 mock_post($mock, '/_mock/status', qq({"id":${\ $node->safe_psql('postgres', "SELECT partoo_id FROM partoo.messages WHERE conversation_id = 79")},"status":"Success"}));
 ok(wait_for($node, "SELECT state = 'delivered' FROM partoo.messages WHERE conversation_id = 79", 30),
 	'after Retry-After, reconciliation resumes and applies the status');
+
+# --- partoo_send() and partoo_retry() in a session: tracked too, and the
+# idle worker finds them without being woken
+$webhooks_off->(200);
+my $sid = $node->safe_psql('postgres', "SELECT partoo_send(81, 'sent by a session')");
+is($node->safe_psql('postgres', "SELECT r.checks FROM partoo.reconcile r JOIN partoo.messages m ON m.id = r.message_id WHERE m.partoo_id = $sid"),
+	'0', 'partoo_send() tracks its message for reconciliation');
+ok(wait_for($node, "SELECT state = 'delivered' FROM partoo.messages WHERE partoo_id = $sid", 30),
+	'and its status comes from the API');
+mock_post($mock, '/_mock/webhooks', '{"url":null,"delay_ms":200,"rate_failed":1}');
+$node->safe_psql('postgres', "SELECT partoo_retry($sid)");
+ok(wait_for($node, "SELECT state = 'failed' AND partoo_status = 'Failed' FROM partoo.messages WHERE partoo_id = $sid", 30),
+	'partoo_retry() tracks it again: the retry\'s final status (Failed) comes from the API');
+is($node->safe_psql('postgres', "SELECT string_agg(status || ':' || outcome, ',' ORDER BY id) FROM partoo.events WHERE partoo_id = $sid"),
+	'Success:applied,Failed:applied', 'two reconcile events, one per attempt');
 
 $node->stop;
 done_testing();
