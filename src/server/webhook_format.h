@@ -102,15 +102,12 @@ struct PartooWebhookFormat
 	/*
 	 * How recognise() tells it, as a clause of the error a body that no
 	 * format recognises gets ("a dispatch status notification has
-	 * \"dispatchId\"").
+	 * \"dispatchId\""), or NULL for a format whose events never come as
+	 * a body (reconcile: the worker makes them); such a format's
+	 * recognise() says false, and its parse, authenticate and restore are
+	 * NULL.
 	 */
 	const char *shape;
-
-	/*
-	 * NULL for a format whose events never come as a body (reconcile: the
-	 * worker makes them); such a format's recognise() says false, and its
-	 * parse, authenticate and restore are NULL.
-	 */
 
 	/* Define its settings, from _PG_init (may be NULL) */
 	void		(*define_gucs) (void);
