@@ -67,6 +67,7 @@
 #include "commands/sequence.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
@@ -98,7 +99,7 @@ typedef struct BatchRow
 	bool		has_send_at;
 } BatchRow;
 
-/* The columns of the INSERT, parameters $1 to $13 (arrays, in call order) */
+/* The columns of the INSERT (batch_columns), parameters $1 to $13 */
 #define BATCH_NARGS 13
 
 static MemoryContext batch_cxt = NULL;	/* under TopTransactionContext */
@@ -348,6 +349,53 @@ row_id_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/*
+ * The columns of the INSERT, in the order of BatchRow.  For each, the
+ * statement takes either an array ($n, unnest'ed with the others in ROWS
+ * FROM), one value for every row ($n), or nothing (NULL): each array costs
+ * a tuplestore per flush, and most columns are the same or NULL in every
+ * row of a batch (the content type, the user, the URL...).
+ */
+typedef struct BatchColumn
+{
+	const char *name;
+	Oid			type;
+	Oid			arraytype;
+	bool		byval;			/* int8 and timestamptz; else varlena */
+} BatchColumn;
+
+static const BatchColumn batch_columns[BATCH_NARGS] = {
+	{"id", INT8OID, INT8ARRAYOID, true},
+	{"account", TEXTOID, TEXTARRAYOID, false},
+	{"conversation_id", INT8OID, INT8ARRAYOID, true},
+	{"content_type", TEXTOID, TEXTARRAYOID, false},
+	{"content", TEXTOID, TEXTARRAYOID, false},
+	{"url", TEXTOID, TEXTARRAYOID, false},
+	{"image", BYTEAOID, BYTEAARRAYOID, false},
+	{"filename", TEXTOID, TEXTARRAYOID, false},
+	{"channel", TEXTOID, TEXTARRAYOID, false},
+	{"metadata", JSONBOID, JSONBARRAYOID, false},
+	{"created_by", TEXTOID, TEXTARRAYOID, false},
+	{"created_at", TIMESTAMPTZOID, TIMESTAMPTZARRAYOID, true},
+	{"send_at", TIMESTAMPTZOID, TIMESTAMPTZARRAYOID, true},
+};
+
+/* How a column is passed: see BatchColumn */
+#define COL_ARRAY	'a'
+#define COL_CONST	'c'
+#define COL_NULL	'n'
+
+/* Plans by shape (one COL_* letter per column); the all-array one is the fallback */
+#define BATCH_MAX_PLANS 16
+typedef struct BatchPlan
+{
+	char		shape[BATCH_NARGS + 1];
+	SPIPlanPtr	plan;
+} BatchPlan;
+
+static BatchPlan batch_plans[BATCH_MAX_PLANS];
+static int	batch_nplans = 0;
+
 /* A text Datum of a static name, made once per flush and name */
 static Datum
 name_datum(const char *name, const char **last_name, Datum *last)
@@ -361,6 +409,155 @@ name_datum(const char *name, const char **last_name, Datum *last)
 }
 
 /*
+ * The value of column c of r (varlenas: pointers into the buffer, or to
+ * text made once per flush for the static names).
+ */
+static Datum
+row_value(BatchRow *r, int c, bool *isnull, const char **last_ct, Datum *ct,
+		  const char **last_ch, Datum *ch)
+{
+	void	   *p = NULL;
+
+	*isnull = false;
+	switch (c)
+	{
+		case 0:
+			return Int64GetDatum(r->id);
+		case 1:
+			p = r->account;
+			break;
+		case 2:
+			return Int64GetDatum(r->conversation_id);
+		case 3:
+			return name_datum(r->content_type, last_ct, ct);
+		case 4:
+			p = r->content;
+			break;
+		case 5:
+			p = r->url;
+			break;
+		case 6:
+			p = r->image;
+			break;
+		case 7:
+			p = r->filename;
+			break;
+		case 8:
+			if (r->channel == NULL)
+				break;
+			return name_datum(r->channel, last_ch, ch);
+		case 9:
+			p = r->metadata;
+			break;
+		case 10:
+			p = r->created_by;
+			break;
+		case 11:
+			return TimestampTzGetDatum(r->created_at);
+		case 12:
+			if (!r->has_send_at)
+				break;
+			return TimestampTzGetDatum(r->send_at);
+	}
+	*isnull = (p == NULL);
+	return PointerGetDatum(p);
+}
+
+static bool
+same_value(Datum a, Datum b, bool byval)
+{
+	if (byval || a == b)
+		return a == b;
+	return VARSIZE(DatumGetPointer(a)) == VARSIZE(DatumGetPointer(b)) &&
+		memcmp(DatumGetPointer(a), DatumGetPointer(b),
+			   VARSIZE(DatumGetPointer(a))) == 0;
+}
+
+static bool
+batch_plan_known(const char *shape)
+{
+	int			i;
+
+	for (i = 0; i < batch_nplans; i++)
+	{
+		if (strcmp(batch_plans[i].shape, shape) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The plan of one shape, prepared and kept on first use */
+static SPIPlanPtr
+batch_plan(const char *shape)
+{
+	StringInfoData sql;
+	Oid			argtypes[BATCH_NARGS];
+	SPIPlanPtr	plan = NULL;
+	int			c;
+	int			i;
+	bool		first;
+
+	for (i = 0; i < batch_nplans; i++)
+	{
+		if (strcmp(batch_plans[i].shape, shape) == 0)
+			return batch_plans[i].plan;
+	}
+	if (batch_nplans >= BATCH_MAX_PLANS)
+		elog(ERROR, "partoo: too many enqueue plans");
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql,
+						   "WITH m AS ("
+						   " INSERT INTO partoo.messages (");
+	for (c = 0; c < BATCH_NARGS; c++)
+		appendStringInfo(&sql, "%s, ", batch_columns[c].name);
+	appendStringInfoString(&sql, "state) OVERRIDING SYSTEM VALUE SELECT ");
+	for (c = 0; c < BATCH_NARGS; c++)
+	{
+		const char *typname = format_type_be(batch_columns[c].type);
+
+		if (shape[c] == COL_ARRAY)
+			appendStringInfo(&sql, "u.%s, ", batch_columns[c].name);
+		else if (shape[c] == COL_CONST)
+			appendStringInfo(&sql, "$%d::%s, ", c + 1, typname);
+		else
+			appendStringInfo(&sql, "NULL::%s, ", typname);
+		argtypes[c] = shape[c] == COL_ARRAY ? batch_columns[c].arraytype :
+			batch_columns[c].type;
+	}
+	appendStringInfoString(&sql, "'queued' FROM ROWS FROM (");
+	first = true;
+	for (c = 0; c < BATCH_NARGS; c++)
+	{
+		if (shape[c] != COL_ARRAY)
+			continue;
+		appendStringInfo(&sql, "%spg_catalog.unnest($%d)", first ? "" : ", ", c + 1);
+		first = false;
+	}
+	appendStringInfoString(&sql, ") AS u(");
+	first = true;
+	for (c = 0; c < BATCH_NARGS; c++)
+	{
+		if (shape[c] != COL_ARRAY)
+			continue;
+		appendStringInfo(&sql, "%s%s", first ? "" : ", ", batch_columns[c].name);
+		first = false;
+	}
+	appendStringInfoString(&sql,
+						   ") RETURNING id, account, send_at)"
+						   " INSERT INTO partoo.outbox (message_id, account, run_at)"
+						   " SELECT id, coalesce(account, ''), coalesce(send_at, now()) FROM m");
+
+	(void) partoo_plan_once(&plan, sql.data, BATCH_NARGS, argtypes,
+							CURSOR_OPT_GENERIC_PLAN);
+	pfree(sql.data);
+	strlcpy(batch_plans[batch_nplans].shape, shape, BATCH_NARGS + 1);
+	batch_plans[batch_nplans].plan = plan;
+	batch_nplans++;
+	return plan;
+}
+
+/*
  * Write every waiting row: one statement inserting the messages (with
  * their ids: OVERRIDING SYSTEM VALUE) and their outbox rows, in call
  * order.  Runs as the extension's owner.  Raises what the INSERT raises;
@@ -370,27 +567,21 @@ name_datum(const char *name, const char **last_name, Datum *last)
 void
 partoo_batch_flush(void)
 {
-	static SPIPlanPtr plan = NULL;
-	static const Oid argtypes[BATCH_NARGS] = {
-		INT8ARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		TEXTARRAYOID, BYTEAARRAYOID, TEXTARRAYOID, TEXTARRAYOID, JSONBARRAYOID,
-		TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID
-	};
-	static const Oid elemtypes[BATCH_NARGS] = {
-		INT8OID, TEXTOID, INT8OID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID,
-		TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID
-	};
 	MemoryContext flush_cxt;
 	MemoryContext old;
-	Datum	   *elems[BATCH_NARGS];
-	bool	   *nulls[BATCH_NARGS];
+	Datum	   *elems;
+	bool	   *elemnulls;
 	Datum		args[BATCH_NARGS];
+	char		argnulls[BATCH_NARGS + 1];
+	char		shape[BATCH_NARGS + 1];
 	const char *last_ct = NULL;
 	const char *last_ch = NULL;
 	Datum		ct_datum = (Datum) 0;
 	Datum		ch_datum = (Datum) 0;
+	SPIPlanPtr	plan;
 	PartooStoreContext sc;
 	SubTransactionId cur;
+	volatile bool pushed_snapshot = false;
 	int			n = npending;
 	int			i;
 	int			c;
@@ -404,69 +595,86 @@ partoo_batch_flush(void)
 									  "partoo enqueue flush",
 									  ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(flush_cxt);
+	elems = palloc(sizeof(Datum) * n);
+	elemnulls = palloc(sizeof(bool) * n);
+	memset(argnulls, ' ', BATCH_NARGS);
+	argnulls[BATCH_NARGS] = '\0';
 	for (c = 0; c < BATCH_NARGS; c++)
 	{
-		elems[c] = palloc(sizeof(Datum) * n);
-		nulls[c] = palloc0(sizeof(bool) * n);
+		bool		any_null = false;
+		bool		all_null = true;
+		bool		all_same = true;
+
+		for (i = 0; i < n; i++)
+		{
+			elems[i] = row_value(&pending[i], c, &elemnulls[i], &last_ct,
+								 &ct_datum, &last_ch, &ch_datum);
+			any_null |= elemnulls[i];
+			all_null &= elemnulls[i];
+			if (i > 0 && all_same &&
+				(elemnulls[i] != elemnulls[0] ||
+				 (!elemnulls[i] &&
+				  !same_value(elems[i], elems[0], batch_columns[c].byval))))
+				all_same = false;
+		}
+		/* the ids always come as an array: ROWS FROM needs one */
+		if (c == 0 || (!all_same && !all_null))
+		{
+			shape[c] = COL_ARRAY;
+			args[c] = partoo_make_array(elems, any_null ? elemnulls : NULL, n,
+										batch_columns[c].type);
+		}
+		else if (all_null)
+		{
+			shape[c] = COL_NULL;
+			args[c] = (Datum) 0;
+			argnulls[c] = 'n';
+		}
+		else
+		{
+			shape[c] = COL_CONST;
+			args[c] = elems[0];
+		}
 	}
-	for (i = 0; i < n; i++)
+	shape[BATCH_NARGS] = '\0';
+
+	/*
+	 * A shape never seen when the plans are all taken: every column as an
+	 * array, the shape kept in the last slot.
+	 */
+	if (batch_nplans >= BATCH_MAX_PLANS - 1 && !batch_plan_known(shape))
 	{
-		BatchRow   *r = &pending[i];
-
-#define SET_VARLENA(col, v) \
-		do { if ((v) == NULL) nulls[col][i] = true; \
-			 else elems[col][i] = PointerGetDatum(v); } while (0)
-
-		elems[0][i] = Int64GetDatum(r->id);
-		SET_VARLENA(1, r->account);
-		elems[2][i] = Int64GetDatum(r->conversation_id);
-		elems[3][i] = name_datum(r->content_type, &last_ct, &ct_datum);
-		SET_VARLENA(4, r->content);
-		SET_VARLENA(5, r->url);
-		SET_VARLENA(6, r->image);
-		SET_VARLENA(7, r->filename);
-		if (r->channel == NULL)
-			nulls[8][i] = true;
-		else
-			elems[8][i] = name_datum(r->channel, &last_ch, &ch_datum);
-		SET_VARLENA(9, r->metadata);
-		elems[10][i] = PointerGetDatum(r->created_by);
-		elems[11][i] = TimestampTzGetDatum(r->created_at);
-		if (r->has_send_at)
-			elems[12][i] = TimestampTzGetDatum(r->send_at);
-		else
-			nulls[12][i] = true;
-#undef SET_VARLENA
+		for (c = 0; c < BATCH_NARGS; c++)
+		{
+			if (shape[c] == COL_ARRAY)
+				continue;
+			for (i = 0; i < n; i++)
+				elems[i] = row_value(&pending[i], c, &elemnulls[i], &last_ct,
+									 &ct_datum, &last_ch, &ch_datum);
+			args[c] = partoo_make_array(elems, elemnulls, n,
+										batch_columns[c].type);
+			argnulls[c] = ' ';
+			shape[c] = COL_ARRAY;
+		}
 	}
-	for (c = 0; c < BATCH_NARGS; c++)
-		args[c] = partoo_make_array(elems[c], nulls[c], n, elemtypes[c]);
 	MemoryContextSwitchTo(old);
 
+	/*
+	 * SPI takes a snapshot for the INSERT but wants an outer one: there is
+	 * none at some flush points (a portal's ExecutorEnd, a utility
+	 * statement, pre-commit).
+	 */
+	if (!ActiveSnapshotSet())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pushed_snapshot = true;
+	}
 	flushing = true;
 	PG_TRY();
 	{
 		partoo_store_begin(&sc);
-		partoo_plan_once(&plan,
-						 "WITH q AS ("
-						 "  SELECT * FROM pg_catalog.unnest($1, $2, $3, $4, $5, $6, $7,"
-						 "                                  $8, $9, $10, $11, $12, $13)"
-						 "    AS q(id, account, conversation_id, content_type, content,"
-						 "         url, image, filename, channel, metadata, created_by,"
-						 "         created_at, send_at)),"
-						 " m AS ("
-						 "  INSERT INTO partoo.messages"
-						 "   (id, account, conversation_id, content_type, content, url,"
-						 "    image, filename, channel, metadata, created_by, created_at,"
-						 "    send_at, state)"
-						 "  OVERRIDING SYSTEM VALUE"
-						 "  SELECT id, account, conversation_id, content_type, content, url,"
-						 "         image, filename, channel, metadata, created_by,"
-						 "         created_at, send_at, 'queued'"
-						 "    FROM q)"
-						 " INSERT INTO partoo.outbox (message_id, account, run_at)"
-						 " SELECT id, coalesce(account, ''), coalesce(send_at, now()) FROM q",
-						 BATCH_NARGS, (Oid *) argtypes, CURSOR_OPT_GENERIC_PLAN);
-		rc = SPI_execute_plan(plan, args, NULL, false, 0);
+		plan = batch_plan(shape);
+		rc = SPI_execute_plan(plan, args, argnulls, false, 0);
 		if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
 			elog(ERROR, "could not queue messages: %s", SPI_result_code_string(rc));
 		partoo_store_end(&sc);
@@ -476,6 +684,8 @@ partoo_batch_flush(void)
 		flushing = false;
 	}
 	PG_END_TRY();
+	if (pushed_snapshot)
+		PopActiveSnapshot();
 	MemoryContextDelete(flush_cxt);
 
 	/*
