@@ -16,7 +16,8 @@
  * and the messages_notify triggers apply as to any INSERT, at the first
  * of these points (the "flush points"):
  *
- *	- PARTOO_BATCH_ROWS rows are waiting (the bound on the buffer's memory);
+ *	- PARTOO_BATCH_ROWS rows, or PARTOO_BATCH_BYTES of their values, are
+ *	  waiting (the bound on the buffer's memory);
  *	- the end of any query (ExecutorEnd): the statement that made the calls,
  *	  a PERFORM, and a row trigger's statement, whose AFTER triggers fire in
  *	  ExecutorFinish, before ExecutorEnd;
@@ -108,6 +109,7 @@ static MemoryContext kept_cxt = NULL;	/* kept rows, each freed alone */
 static BatchRow *pending = NULL;	/* in batch_cxt */
 static int	npending = 0;
 static int	maxpending = 0;
+static Size pending_bytes = 0;	/* of their values */
 static BatchRow **kept = NULL;	/* in batch_cxt */
 static int	nkept = 0;
 static int	maxkept = 0;
@@ -135,6 +137,7 @@ batch_reset(void)
 	batch_cxt = values_cxt = kept_cxt = NULL;
 	pending = NULL;
 	npending = maxpending = 0;
+	pending_bytes = 0;
 	kept = NULL;
 	nkept = maxkept = 0;
 	flushing = false;
@@ -201,16 +204,31 @@ copy_varlena(MemoryContext cxt, struct varlena *v)
 	return copy;
 }
 
-/* Copy the values of row (not the shared user name) into cxt */
-static void
+/* Copy the values of row (not the shared user name) into cxt; their size */
+static Size
 copy_row_values(MemoryContext cxt, BatchRow *row)
 {
+	Size		size = 0;
+
 	row->account = (text *) copy_varlena(cxt, (struct varlena *) row->account);
 	row->content = (text *) copy_varlena(cxt, (struct varlena *) row->content);
 	row->url = (text *) copy_varlena(cxt, (struct varlena *) row->url);
 	row->image = (bytea *) copy_varlena(cxt, (struct varlena *) row->image);
 	row->filename = (text *) copy_varlena(cxt, (struct varlena *) row->filename);
 	row->metadata = copy_varlena(cxt, row->metadata);
+	if (row->account)
+		size += VARSIZE(row->account);
+	if (row->content)
+		size += VARSIZE(row->content);
+	if (row->url)
+		size += VARSIZE(row->url);
+	if (row->image)
+		size += VARSIZE(row->image);
+	if (row->filename)
+		size += VARSIZE(row->filename);
+	if (row->metadata)
+		size += VARSIZE(row->metadata);
+	return size;
 }
 
 static void
@@ -310,10 +328,10 @@ partoo_batch_add(PartooMessageInput *in, bool has_send_at, TimestampTz send_at)
 	row->created_at = in->created_at;
 	row->send_at = send_at;
 	row->has_send_at = has_send_at;
-	copy_row_values(values_cxt, row);
+	pending_bytes += copy_row_values(values_cxt, row);
 	npending++;
 
-	if (npending >= PARTOO_BATCH_ROWS)
+	if (npending >= PARTOO_BATCH_ROWS || pending_bytes >= PARTOO_BATCH_BYTES)
 		partoo_batch_flush();
 	return id;
 }
@@ -326,7 +344,7 @@ keep_row(BatchRow *row, SubTransactionId flushed_in)
 
 	*copy = *row;
 	copy->flushed_in = flushed_in;
-	copy_row_values(kept_cxt, copy);
+	(void) copy_row_values(kept_cxt, copy);
 	if (nkept == maxkept)
 	{
 		int			newmax = maxkept == 0 ? 64 : maxkept * 2;
@@ -696,6 +714,7 @@ partoo_batch_flush(void)
 	for (i = 0; i < n && pending[i].owner != cur; i++)
 		keep_row(&pending[i], cur);
 	npending = 0;
+	pending_bytes = 0;
 	MemoryContextReset(values_cxt);
 }
 
@@ -852,7 +871,7 @@ batch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				}
 				pending[npending] = *row;
 				pending[npending].flushed_in = InvalidSubTransactionId;
-				copy_row_values(values_cxt, &pending[npending]);
+				pending_bytes += copy_row_values(values_cxt, &pending[npending]);
 				npending++;
 				free_row_values(row);
 				pfree(row);
@@ -867,7 +886,10 @@ batch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			if (npending > 1)
 				qsort(pending, npending, sizeof(BatchRow), row_id_cmp);
 			if (npending == 0)
+			{
+				pending_bytes = 0;
 				MemoryContextReset(values_cxt);
+			}
 			break;
 		default:
 			break;
