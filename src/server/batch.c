@@ -170,13 +170,15 @@ batch_start(void)
 
 /*
  * Whether a call may be buffered now.  Not while the buffer is being
- * written, nor in parallel mode (where nothing may be inserted anyway:
- * the one-row path raises the error it always did).
+ * written, nor in parallel mode or a read-only transaction (where nothing
+ * may be inserted anyway: the one-row path raises the error it always
+ * did).
  */
 bool
 partoo_batch_usable(void)
 {
-	return !flushing && !IsParallelWorker() && !IsInParallelMode();
+	return !flushing && !IsParallelWorker() && !IsInParallelMode() &&
+		!XactReadOnly;
 }
 
 /* Whether a flush point may write the buffer now */
