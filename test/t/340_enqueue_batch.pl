@@ -285,7 +285,10 @@ unlike($accepted, qr/wake-rolled-back/, 'and nothing of the rolled-back ones');
 
 # loaded on first call, not preloaded: the same
 $node->adjust_conf('postgresql.conf', 'shared_preload_libraries', "''");
-$node->restart;
+# NB: stop and start, not restart: pg_ctl restart runs the binary named in
+# postmaster.opts, which bypasses the asan stage's wrapper
+$node->stop;
+$node->start;
 semantics('loaded on first call', 'app_user2');
 
 done_testing();
