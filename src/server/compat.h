@@ -78,4 +78,26 @@
 #define PARTOO_NORETURN pg_attribute_noreturn()
 #endif
 
+/*
+ * 17 made getIdentitySequence() take the relation instead of its OID (for
+ * identity columns of partitions, whose sequence is the parent's).
+ */
+#if PG_VERSION_NUM >= 170000
+#include "access/relation.h"
+#include "catalog/dependency.h"
+static inline Oid
+PartooGetIdentitySequence(Oid relid, AttrNumber attnum)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+	Oid			seq = getIdentitySequence(rel, attnum, false);
+
+	relation_close(rel, AccessShareLock);
+	return seq;
+}
+#else
+#include "catalog/dependency.h"
+#define PartooGetIdentitySequence(relid, attnum) \
+	getIdentitySequence((relid), (attnum), false)
+#endif
+
 #endif							/* PARTOO_COMPAT_H */

@@ -31,6 +31,7 @@
 #include "utils/rel.h"
 #include "utils/timestamp.h"
 
+#include "server/batch.h"
 #include "server/message.h"
 #include "server/store.h"
 #include "server/shmem.h"
@@ -67,7 +68,11 @@ check_account(const char *name)
 	last_lxid = PartooMyLocalTransactionId();
 }
 
-/* Validate, store, wake at commit; returns partoo.messages.id */
+/*
+ * Validate, store, wake at commit; returns partoo.messages.id.  The row is
+ * buffered (batch.c) unless it has an idempotency key, which must be
+ * looked up: then the buffer is written first and the row goes in alone.
+ */
 static int64
 enqueue(PartooMessageInput *in, const char *idempotency_key,
 		bool has_send_at, TimestampTz send_at)
@@ -87,7 +92,14 @@ enqueue(PartooMessageInput *in, const char *idempotency_key,
 				 errmsg("send_at must be a finite time"),
 				 errhint("Pass NULL to send as soon as the transaction commits.")));
 	check_account(in->account);
-	id = partoo_store_enqueue(in, idempotency_key, has_send_at, send_at);
+	if (idempotency_key == NULL && partoo_batch_usable())
+		id = partoo_batch_add(in, has_send_at, send_at);
+	else
+	{
+		if (partoo_batch_usable())
+			partoo_batch_flush();
+		id = partoo_store_enqueue(in, idempotency_key, has_send_at, send_at);
+	}
 	partoo_wake_at_commit();
 	return id;
 }

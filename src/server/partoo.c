@@ -23,6 +23,7 @@
 #include "utils/guc.h"
 
 #include "http/http.h"
+#include "server/batch.h"
 #include "server/notify.h"
 #include "server/reconcile.h"
 #include "server/redact_log.h"
@@ -78,6 +79,9 @@ _PG_init(void)
 	 * redact_log.c.
 	 */
 	partoo_log_redaction_install();
+
+	/* the points where buffered partoo_enqueue calls are written (batch.c) */
+	partoo_batch_install_hooks();
 
 	if (process_shared_preload_libraries_in_progress)
 		partoo_worker_register();

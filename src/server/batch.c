@@ -1,0 +1,915 @@
+/*-------------------------------------------------------------------------
+ *
+ * batch.c
+ *		The enqueue buffer: partoo_enqueue() and partoo.enqueue_trigger()
+ *		calls kept in backend memory, then written as one set-based INSERT
+ *		into partoo.messages and partoo.outbox.
+ *
+ * One statement per call costs most of an enqueue (planning, executor
+ * start and end, a command counter step); one statement for thousands of
+ * rows costs about what a plain INSERT ... SELECT does.  So a call is
+ * validated at once (message.c, the account, as before: a bad call raises
+ * its error then and changes nothing), takes its message id from the
+ * identity sequence of partoo.messages at once (so it can return it, and
+ * ids follow call order), and leaves its row here.  The rows are written,
+ * through SPI as the extension's owner (db.c) so that CHECK constraints
+ * and the messages_notify triggers apply as to any INSERT, at the first
+ * of these points (the "flush points"):
+ *
+ *	- PARTOO_BATCH_ROWS rows, or PARTOO_BATCH_BYTES of their values, are
+ *	  waiting (the bound on the buffer's memory);
+ *	- the end of any query (ExecutorEnd): the statement that made the calls,
+ *	  a PERFORM, and a row trigger's statement, whose AFTER triggers fire in
+ *	  ExecutorFinish, before ExecutorEnd;
+ *	- the start of any query (ExecutorStart), before the query reads
+ *	  anything: this covers calls made outside the executor (a PL/pgSQL
+ *	  "x := partoo_enqueue(...)" is a simple expression, evaluated without
+ *	  ExecutorStart/End), and an open cursor's calls.  The query's snapshot
+ *	  was taken before the rows were written: it is extended to them when
+ *	  nothing else was written in between (see flush_for_query);
+ *	- before and after any utility statement (so CALL, DO, COPY FROM into a
+ *	  table with the trigger);
+ *	- PRE_COMMIT and PRE_PREPARE, the last net (AFTER triggers deferred
+ *	  to commit fire before it; no trigger of partoo's tables is deferred).
+ *
+ * A call with an idempotency key flushes the buffer and takes the one-row
+ * path (store.c), which looks the key up; so does a call made while the
+ * buffer is being written (a trigger on partoo.messages calling
+ * partoo_enqueue), and any call in a parallel worker (never: the function
+ * is PARALLEL UNSAFE).
+ *
+ * Subtransactions.  Each row remembers the subtransaction that made it
+ * (its owner); a committed subtransaction hands its rows to its parent, an
+ * aborted one drops them.  A flush writes every waiting row in the current
+ * subtransaction, which may be deeper than a row's owner (a PL/pgSQL
+ * EXCEPTION block entered right after "x := partoo_enqueue(...)"): if that
+ * deeper subtransaction aborts, the row's INSERT is undone although the
+ * call that made it was not.  So such a row is also kept (a copy, with the
+ * subtransaction it was written in) until that subtransaction commits into
+ * the owner's level; if it aborts first, the row goes back into the buffer
+ * under its id and is written again at the next flush point.  Rows owned
+ * by the subtransaction that flushes them are forgotten at once.
+ *
+ * Memory: everything lives in contexts under TopTransactionContext, freed
+ * with the transaction; the values of waiting rows in one context that
+ * every flush resets.
+ *
+ * src/server/batch.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "server/partoo.h"
+
+#include "access/parallel.h"
+#include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "server/batch.h"
+#include "server/db.h"
+
+/* A call waiting to be written; varlenas have 4-byte headers */
+typedef struct BatchRow
+{
+	int64		id;
+	SubTransactionId owner;		/* the subtransaction the call was made in */
+	SubTransactionId flushed_in;	/* kept rows: where the INSERT was made */
+	int64		conversation_id;
+	text	   *account;		/* NULL: the default account */
+	const char *content_type;	/* static canonical name */
+	text	   *content;
+	text	   *url;
+	bytea	   *image;
+	text	   *filename;
+	const char *channel;		/* static canonical name, or NULL */
+	struct varlena *metadata;	/* jsonb, or NULL */
+	text	   *created_by;
+	TimestampTz created_at;
+	TimestampTz send_at;
+	bool		has_send_at;
+} BatchRow;
+
+/* The columns of the INSERT (batch_columns), parameters $1 to $13 */
+#define BATCH_NARGS 13
+
+static MemoryContext batch_cxt = NULL;	/* under TopTransactionContext */
+static MemoryContext values_cxt = NULL; /* values of pending rows; reset by a flush */
+static MemoryContext kept_cxt = NULL;	/* kept rows, each freed alone */
+static BatchRow *pending = NULL;	/* in batch_cxt */
+static int	npending = 0;
+static int	maxpending = 0;
+static Size pending_bytes = 0;	/* of their values */
+static BatchRow **kept = NULL;	/* in batch_cxt */
+static int	nkept = 0;
+static int	maxkept = 0;
+static bool flushing = false;
+
+/* Looked up once per transaction */
+static LocalTransactionId cache_lxid = InvalidLocalTransactionId;
+static Oid	id_sequence = InvalidOid;
+static Oid	cached_userid = InvalidOid;
+static text *cached_username = NULL;	/* in batch_cxt */
+
+static bool callbacks_registered = false;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+static void batch_xact_callback(XactEvent event, void *arg);
+static void batch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+								   SubTransactionId parentSubid, void *arg);
+
+/* Forget everything: the contexts go with the transaction */
+static void
+batch_reset(void)
+{
+	batch_cxt = values_cxt = kept_cxt = NULL;
+	pending = NULL;
+	npending = maxpending = 0;
+	pending_bytes = 0;
+	kept = NULL;
+	nkept = maxkept = 0;
+	flushing = false;
+	cache_lxid = InvalidLocalTransactionId;
+	cached_username = NULL;
+}
+
+/* The buffer of this transaction, made on first use */
+static void
+batch_start(void)
+{
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(batch_xact_callback, NULL);
+		RegisterSubXactCallback(batch_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	if (batch_cxt != NULL)
+		return;
+	batch_cxt = AllocSetContextCreate(TopTransactionContext,
+									  "partoo enqueue buffer",
+									  ALLOCSET_DEFAULT_SIZES);
+	values_cxt = AllocSetContextCreate(batch_cxt,
+									   "partoo enqueue buffer values",
+									   ALLOCSET_DEFAULT_SIZES);
+	kept_cxt = AllocSetContextCreate(batch_cxt,
+									 "partoo enqueue buffer kept rows",
+									 ALLOCSET_SMALL_SIZES);
+}
+
+/*
+ * Whether a call may be buffered now.  Not while the buffer is being
+ * written, nor in parallel mode or a read-only transaction (where nothing
+ * may be inserted anyway: the one-row path raises the error it always
+ * did).
+ */
+bool
+partoo_batch_usable(void)
+{
+	return !flushing && !IsParallelWorker() && !IsInParallelMode() &&
+		!XactReadOnly;
+}
+
+/* Whether a flush point may write the buffer now */
+static bool
+batch_flush_possible(void)
+{
+	return npending > 0 && !flushing && IsTransactionState() &&
+		!IsInParallelMode();
+}
+
+/* A copy of v in cxt with a 4-byte header, or NULL */
+static struct varlena *
+copy_varlena(MemoryContext cxt, struct varlena *v)
+{
+	struct varlena *copy;
+	Size		len;
+
+	if (v == NULL)
+		return NULL;
+	v = pg_detoast_datum_packed(v);
+	len = VARSIZE_ANY_EXHDR(v);
+	copy = MemoryContextAlloc(cxt, len + VARHDRSZ);
+	SET_VARSIZE(copy, len + VARHDRSZ);
+	memcpy(VARDATA(copy), VARDATA_ANY(v), len);
+	return copy;
+}
+
+/* Copy the values of row (not the shared user name) into cxt; their size */
+static Size
+copy_row_values(MemoryContext cxt, BatchRow *row)
+{
+	Size		size = 0;
+
+	row->account = (text *) copy_varlena(cxt, (struct varlena *) row->account);
+	row->content = (text *) copy_varlena(cxt, (struct varlena *) row->content);
+	row->url = (text *) copy_varlena(cxt, (struct varlena *) row->url);
+	row->image = (bytea *) copy_varlena(cxt, (struct varlena *) row->image);
+	row->filename = (text *) copy_varlena(cxt, (struct varlena *) row->filename);
+	row->metadata = copy_varlena(cxt, row->metadata);
+	if (row->account)
+		size += VARSIZE(row->account);
+	if (row->content)
+		size += VARSIZE(row->content);
+	if (row->url)
+		size += VARSIZE(row->url);
+	if (row->image)
+		size += VARSIZE(row->image);
+	if (row->filename)
+		size += VARSIZE(row->filename);
+	if (row->metadata)
+		size += VARSIZE(row->metadata);
+	return size;
+}
+
+static void
+free_row_values(BatchRow *row)
+{
+	if (row->account)
+		pfree(row->account);
+	if (row->content)
+		pfree(row->content);
+	if (row->url)
+		pfree(row->url);
+	if (row->image)
+		pfree(row->image);
+	if (row->filename)
+		pfree(row->filename);
+	if (row->metadata)
+		pfree(row->metadata);
+}
+
+/*
+ * The identity sequence of partoo.messages.id, and the caller's user name
+ * as created_by records it, looked up once per transaction (the
+ * extension may be dropped and created again between two).
+ */
+static void
+batch_lookups(void)
+{
+	if (cache_lxid != PartooMyLocalTransactionId())
+	{
+		Oid			nsp = get_namespace_oid("partoo", true);
+		Oid			relid = OidIsValid(nsp) ? get_relname_relid("messages", nsp) : InvalidOid;
+		AttrNumber	attnum;
+
+		if (!OidIsValid(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("extension \"partoo\" is not installed in this database"),
+					 errhint("Run CREATE EXTENSION partoo.")));
+		attnum = get_attnum(relid, "id");
+		if (attnum == InvalidAttrNumber)
+			elog(ERROR, "partoo.messages has no column \"id\"");
+		id_sequence = PartooGetIdentitySequence(relid, attnum);
+		cached_userid = InvalidOid;
+		cache_lxid = PartooMyLocalTransactionId();
+	}
+	if (cached_userid != GetUserId())
+	{
+		char	   *name = GetUserNameFromId(GetUserId(), false);
+
+		cached_username = (text *) copy_varlena(batch_cxt,
+												(struct varlena *) cstring_to_text(name));
+		cached_userid = GetUserId();
+	}
+}
+
+/*
+ * Buffer the message in (validated by the caller: partoo_message_prepare,
+ * the account) and return its id, taken now from the identity sequence.
+ * The values are copied; the caller keeps in.  May flush (and so raise
+ * whatever the INSERT raises).
+ */
+int64
+partoo_batch_add(PartooMessageInput *in, bool has_send_at, TimestampTz send_at)
+{
+	BatchRow   *row;
+	int64		id;
+
+	batch_start();
+	batch_lookups();
+	id = nextval_internal(id_sequence, false);
+
+	if (npending == maxpending)
+	{
+		int			newmax = maxpending == 0 ? 256 : maxpending * 2;
+
+		if (pending == NULL)
+			pending = MemoryContextAlloc(batch_cxt, sizeof(BatchRow) * newmax);
+		else
+			pending = repalloc(pending, sizeof(BatchRow) * newmax);
+		maxpending = newmax;
+	}
+	row = &pending[npending];
+	memset(row, 0, sizeof(*row));
+	row->id = id;
+	row->owner = GetCurrentSubTransactionId();
+	row->conversation_id = in->conversation_id;
+	row->account = in->account ? cstring_to_text(in->account) : NULL;
+	row->content_type = in->content_type;
+	row->content = in->content;
+	row->url = in->url;
+	row->image = in->image;
+	row->filename = in->filename;
+	row->channel = in->channel;
+	row->metadata = in->has_metadata ?
+		(struct varlena *) DatumGetPointer(in->metadata) : NULL;
+	row->created_by = cached_username;
+	row->created_at = in->created_at;
+	row->send_at = send_at;
+	row->has_send_at = has_send_at;
+	pending_bytes += copy_row_values(values_cxt, row);
+	npending++;
+
+	if (npending >= PARTOO_BATCH_ROWS || pending_bytes >= PARTOO_BATCH_BYTES)
+		partoo_batch_flush();
+	return id;
+}
+
+/* Keep a copy of a row written in a deeper subtransaction than its owner */
+static void
+keep_row(BatchRow *row, SubTransactionId flushed_in)
+{
+	BatchRow   *copy = MemoryContextAlloc(kept_cxt, sizeof(BatchRow));
+
+	*copy = *row;
+	copy->flushed_in = flushed_in;
+	(void) copy_row_values(kept_cxt, copy);
+	if (nkept == maxkept)
+	{
+		int			newmax = maxkept == 0 ? 64 : maxkept * 2;
+
+		if (kept == NULL)
+			kept = MemoryContextAlloc(batch_cxt, sizeof(BatchRow *) * newmax);
+		else
+			kept = repalloc(kept, sizeof(BatchRow *) * newmax);
+		maxkept = newmax;
+	}
+	kept[nkept++] = copy;
+}
+
+static int
+row_id_cmp(const void *a, const void *b)
+{
+	int64		x = ((const BatchRow *) a)->id;
+	int64		y = ((const BatchRow *) b)->id;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * The columns of the INSERT, in the order of BatchRow.  For each, the
+ * statement takes either an array ($n, unnest'ed with the others in ROWS
+ * FROM), one value for every row ($n), or nothing (NULL): each array costs
+ * a tuplestore per flush, and most columns are the same or NULL in every
+ * row of a batch (the content type, the user, the URL...).
+ */
+typedef struct BatchColumn
+{
+	const char *name;
+	Oid			type;
+	Oid			arraytype;
+	bool		byval;			/* int8 and timestamptz; else varlena */
+} BatchColumn;
+
+static const BatchColumn batch_columns[BATCH_NARGS] = {
+	{"id", INT8OID, INT8ARRAYOID, true},
+	{"account", TEXTOID, TEXTARRAYOID, false},
+	{"conversation_id", INT8OID, INT8ARRAYOID, true},
+	{"content_type", TEXTOID, TEXTARRAYOID, false},
+	{"content", TEXTOID, TEXTARRAYOID, false},
+	{"url", TEXTOID, TEXTARRAYOID, false},
+	{"image", BYTEAOID, BYTEAARRAYOID, false},
+	{"filename", TEXTOID, TEXTARRAYOID, false},
+	{"channel", TEXTOID, TEXTARRAYOID, false},
+	{"metadata", JSONBOID, JSONBARRAYOID, false},
+	{"created_by", TEXTOID, TEXTARRAYOID, false},
+	{"created_at", TIMESTAMPTZOID, TIMESTAMPTZARRAYOID, true},
+	{"send_at", TIMESTAMPTZOID, TIMESTAMPTZARRAYOID, true},
+};
+
+/* How a column is passed: see BatchColumn */
+#define COL_ARRAY	'a'
+#define COL_CONST	'c'
+#define COL_NULL	'n'
+
+/* Plans by shape (one COL_* letter per column); the all-array one is the fallback */
+#define BATCH_MAX_PLANS 16
+typedef struct BatchPlan
+{
+	char		shape[BATCH_NARGS + 1];
+	SPIPlanPtr	plan;
+} BatchPlan;
+
+static BatchPlan batch_plans[BATCH_MAX_PLANS];
+static int	batch_nplans = 0;
+
+/* A text Datum of a static name, made once per flush and name */
+static Datum
+name_datum(const char *name, const char **last_name, Datum *last)
+{
+	if (name != *last_name)
+	{
+		*last = CStringGetTextDatum(name);
+		*last_name = name;
+	}
+	return *last;
+}
+
+/*
+ * The value of column c of r (varlenas: pointers into the buffer, or to
+ * text made once per flush for the static names).
+ */
+static Datum
+row_value(BatchRow *r, int c, bool *isnull, const char **last_ct, Datum *ct,
+		  const char **last_ch, Datum *ch)
+{
+	void	   *p = NULL;
+
+	*isnull = false;
+	switch (c)
+	{
+		case 0:
+			return Int64GetDatum(r->id);
+		case 1:
+			p = r->account;
+			break;
+		case 2:
+			return Int64GetDatum(r->conversation_id);
+		case 3:
+			return name_datum(r->content_type, last_ct, ct);
+		case 4:
+			p = r->content;
+			break;
+		case 5:
+			p = r->url;
+			break;
+		case 6:
+			p = r->image;
+			break;
+		case 7:
+			p = r->filename;
+			break;
+		case 8:
+			if (r->channel == NULL)
+				break;
+			return name_datum(r->channel, last_ch, ch);
+		case 9:
+			p = r->metadata;
+			break;
+		case 10:
+			p = r->created_by;
+			break;
+		case 11:
+			return TimestampTzGetDatum(r->created_at);
+		case 12:
+			if (!r->has_send_at)
+				break;
+			return TimestampTzGetDatum(r->send_at);
+	}
+	*isnull = (p == NULL);
+	return PointerGetDatum(p);
+}
+
+static bool
+same_value(Datum a, Datum b, bool byval)
+{
+	if (byval || a == b)
+		return a == b;
+	return VARSIZE(DatumGetPointer(a)) == VARSIZE(DatumGetPointer(b)) &&
+		memcmp(DatumGetPointer(a), DatumGetPointer(b),
+			   VARSIZE(DatumGetPointer(a))) == 0;
+}
+
+static bool
+batch_plan_known(const char *shape)
+{
+	int			i;
+
+	for (i = 0; i < batch_nplans; i++)
+	{
+		if (strcmp(batch_plans[i].shape, shape) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The plan of one shape, prepared and kept on first use */
+static SPIPlanPtr
+batch_plan(const char *shape)
+{
+	StringInfoData sql;
+	Oid			argtypes[BATCH_NARGS];
+	SPIPlanPtr	plan = NULL;
+	int			c;
+	int			i;
+	bool		first;
+
+	for (i = 0; i < batch_nplans; i++)
+	{
+		if (strcmp(batch_plans[i].shape, shape) == 0)
+			return batch_plans[i].plan;
+	}
+	if (batch_nplans >= BATCH_MAX_PLANS)
+		elog(ERROR, "partoo: too many enqueue plans");
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql,
+						   "WITH m AS ("
+						   " INSERT INTO partoo.messages (");
+	for (c = 0; c < BATCH_NARGS; c++)
+		appendStringInfo(&sql, "%s, ", batch_columns[c].name);
+	appendStringInfoString(&sql, "state) OVERRIDING SYSTEM VALUE SELECT ");
+	for (c = 0; c < BATCH_NARGS; c++)
+	{
+		const char *typname = format_type_be(batch_columns[c].type);
+
+		if (shape[c] == COL_ARRAY)
+			appendStringInfo(&sql, "u.%s, ", batch_columns[c].name);
+		else if (shape[c] == COL_CONST)
+			appendStringInfo(&sql, "$%d::%s, ", c + 1, typname);
+		else
+			appendStringInfo(&sql, "NULL::%s, ", typname);
+		argtypes[c] = shape[c] == COL_ARRAY ? batch_columns[c].arraytype :
+			batch_columns[c].type;
+	}
+	appendStringInfoString(&sql, "'queued' FROM ROWS FROM (");
+	first = true;
+	for (c = 0; c < BATCH_NARGS; c++)
+	{
+		if (shape[c] != COL_ARRAY)
+			continue;
+		appendStringInfo(&sql, "%spg_catalog.unnest($%d)", first ? "" : ", ", c + 1);
+		first = false;
+	}
+	appendStringInfoString(&sql, ") AS u(");
+	first = true;
+	for (c = 0; c < BATCH_NARGS; c++)
+	{
+		if (shape[c] != COL_ARRAY)
+			continue;
+		appendStringInfo(&sql, "%s%s", first ? "" : ", ", batch_columns[c].name);
+		first = false;
+	}
+	appendStringInfoString(&sql,
+						   ") RETURNING id, account, send_at)"
+						   " INSERT INTO partoo.outbox (message_id, account, run_at)"
+						   " SELECT id, coalesce(account, ''), coalesce(send_at, now()) FROM m");
+
+	(void) partoo_plan_once(&plan, sql.data, BATCH_NARGS, argtypes,
+							CURSOR_OPT_GENERIC_PLAN);
+	pfree(sql.data);
+	strlcpy(batch_plans[batch_nplans].shape, shape, BATCH_NARGS + 1);
+	batch_plans[batch_nplans].plan = plan;
+	batch_nplans++;
+	return plan;
+}
+
+/*
+ * Write every waiting row: one statement inserting the messages (with
+ * their ids: OVERRIDING SYSTEM VALUE) and their outbox rows, in call
+ * order.  Runs as the extension's owner.  Raises what the INSERT raises;
+ * the rows then stay buffered (the error aborts the (sub)transaction,
+ * whose callbacks drop what it owned).
+ */
+void
+partoo_batch_flush(void)
+{
+	MemoryContext flush_cxt;
+	MemoryContext old;
+	Datum	   *elems;
+	bool	   *elemnulls;
+	Datum		args[BATCH_NARGS];
+	char		argnulls[BATCH_NARGS + 1];
+	char		shape[BATCH_NARGS + 1];
+	const char *last_ct = NULL;
+	const char *last_ch = NULL;
+	Datum		ct_datum = (Datum) 0;
+	Datum		ch_datum = (Datum) 0;
+	SPIPlanPtr	plan;
+	PartooStoreContext sc;
+	SubTransactionId cur;
+	volatile bool pushed_snapshot = false;
+	int			n = npending;
+	int			i;
+	int			c;
+	int			rc;
+
+	if (n == 0 || flushing)
+		return;
+
+	/* in batch_cxt: freed with the transaction if the INSERT fails */
+	flush_cxt = AllocSetContextCreate(batch_cxt,
+									  "partoo enqueue flush",
+									  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(flush_cxt);
+	elems = palloc(sizeof(Datum) * n);
+	elemnulls = palloc(sizeof(bool) * n);
+	memset(argnulls, ' ', BATCH_NARGS);
+	argnulls[BATCH_NARGS] = '\0';
+	for (c = 0; c < BATCH_NARGS; c++)
+	{
+		bool		any_null = false;
+		bool		all_null = true;
+		bool		all_same = true;
+
+		for (i = 0; i < n; i++)
+		{
+			elems[i] = row_value(&pending[i], c, &elemnulls[i], &last_ct,
+								 &ct_datum, &last_ch, &ch_datum);
+			any_null |= elemnulls[i];
+			all_null &= elemnulls[i];
+			if (i > 0 && all_same &&
+				(elemnulls[i] != elemnulls[0] ||
+				 (!elemnulls[i] &&
+				  !same_value(elems[i], elems[0], batch_columns[c].byval))))
+				all_same = false;
+		}
+		/* the ids always come as an array: ROWS FROM needs one */
+		if (c == 0 || (!all_same && !all_null))
+		{
+			shape[c] = COL_ARRAY;
+			args[c] = partoo_make_array(elems, any_null ? elemnulls : NULL, n,
+										batch_columns[c].type);
+		}
+		else if (all_null)
+		{
+			shape[c] = COL_NULL;
+			args[c] = (Datum) 0;
+			argnulls[c] = 'n';
+		}
+		else
+		{
+			shape[c] = COL_CONST;
+			args[c] = elems[0];
+		}
+	}
+	shape[BATCH_NARGS] = '\0';
+
+	/*
+	 * A shape never seen when the plans are all taken: every column as an
+	 * array, the shape kept in the last slot.
+	 */
+	if (batch_nplans >= BATCH_MAX_PLANS - 1 && !batch_plan_known(shape))
+	{
+		for (c = 0; c < BATCH_NARGS; c++)
+		{
+			if (shape[c] == COL_ARRAY)
+				continue;
+			for (i = 0; i < n; i++)
+				elems[i] = row_value(&pending[i], c, &elemnulls[i], &last_ct,
+									 &ct_datum, &last_ch, &ch_datum);
+			args[c] = partoo_make_array(elems, elemnulls, n,
+										batch_columns[c].type);
+			argnulls[c] = ' ';
+			shape[c] = COL_ARRAY;
+		}
+	}
+	MemoryContextSwitchTo(old);
+
+	/*
+	 * SPI takes a snapshot for the INSERT but wants an outer one: there is
+	 * none at some flush points (a portal's ExecutorEnd, a utility
+	 * statement, pre-commit).
+	 */
+	if (!ActiveSnapshotSet())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pushed_snapshot = true;
+	}
+	flushing = true;
+	PG_TRY();
+	{
+		partoo_store_begin(&sc);
+		plan = batch_plan(shape);
+		rc = SPI_execute_plan(plan, args, argnulls, false, 0);
+		if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
+			elog(ERROR, "could not queue messages: %s", SPI_result_code_string(rc));
+		partoo_store_end(&sc);
+	}
+	PG_FINALLY();
+	{
+		flushing = false;
+	}
+	PG_END_TRY();
+	if (pushed_snapshot)
+		PopActiveSnapshot();
+	MemoryContextDelete(flush_cxt);
+
+	/*
+	 * The rows of the subtransactions above this one must outlive an abort
+	 * of this one.  (pending is sorted by owner: they come first.)
+	 */
+	cur = GetCurrentSubTransactionId();
+	for (i = 0; i < n && pending[i].owner != cur; i++)
+		keep_row(&pending[i], cur);
+	npending = 0;
+	pending_bytes = 0;
+	MemoryContextReset(values_cxt);
+}
+
+/*
+ * Flush before queryDesc starts, and let it see the rows: its snapshot was
+ * taken before they were written.  When nothing else was written between
+ * that snapshot and the INSERT (the INSERT's command id is the snapshot's
+ * own), the query gets a copy of its snapshot that also sees the INSERT:
+ * what it would have seen had the calls written their rows at once.
+ * Otherwise (a STABLE function's query, which must not see its caller's
+ * writes) it keeps its snapshot.
+ */
+static void
+flush_for_query(QueryDesc *queryDesc)
+{
+	CommandId	insert_cid;
+	Snapshot	snap = queryDesc->snapshot;
+
+	partoo_batch_flush();
+	/* the INSERT used the command id before this one */
+	CommandCounterIncrement();
+	insert_cid = GetCurrentCommandId(false) - 1;
+	if (snap == InvalidSnapshot || !IsMVCCSnapshot(snap) ||
+		snap->curcid != insert_cid)
+		return;
+	PushCopiedSnapshot(snap);
+	UpdateActiveSnapshotCommandId();
+	UnregisterSnapshot(queryDesc->snapshot);
+	queryDesc->snapshot = RegisterSnapshot(GetActiveSnapshot());
+	PopActiveSnapshot();
+}
+
+static void
+batch_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (batch_flush_possible())
+		flush_for_query(queryDesc);
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+static void
+batch_ExecutorEnd(QueryDesc *queryDesc)
+{
+	/* NB: not while a transaction aborts (a cursor closed by the abort) */
+	if (batch_flush_possible())
+		partoo_batch_flush();
+	if (prev_ExecutorEnd)
+		prev_ExecutorEnd(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+}
+
+static void
+batch_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
+{
+	if (batch_flush_possible())
+		partoo_batch_flush();
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+	if (batch_flush_possible())
+		partoo_batch_flush();
+}
+
+static void
+batch_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			if (batch_flush_possible())
+				partoo_batch_flush();
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PREPARE:
+			if (npending > 0)
+				elog(WARNING, "partoo: %d queued messages were not written", npending);
+			batch_reset();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			batch_reset();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+batch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	int			i;
+	int			j;
+
+	if (batch_cxt == NULL)
+		return;
+	switch (event)
+	{
+		case SUBXACT_EVENT_COMMIT_SUB:
+			/* its rows are its parent's now; they come last */
+			for (i = npending - 1; i >= 0 && pending[i].owner == mySubid; i--)
+				pending[i].owner = parentSubid;
+			for (i = j = 0; i < nkept; i++)
+			{
+				BatchRow   *row = kept[i];
+
+				if (row->flushed_in == mySubid)
+					row->flushed_in = parentSubid;
+				if (row->flushed_in == row->owner)
+				{
+					/* written in its owner's own subtransaction: safe now */
+					free_row_values(row);
+					pfree(row);
+					continue;
+				}
+				kept[j++] = row;
+			}
+			nkept = j;
+			break;
+		case SUBXACT_EVENT_ABORT_SUB:
+			flushing = false;
+			/* its calls are undone */
+			while (npending > 0 && pending[npending - 1].owner >= mySubid)
+				npending--;
+			/* its INSERTs of its ancestors' rows too: they wait again */
+			for (i = j = 0; i < nkept; i++)
+			{
+				BatchRow   *row = kept[i];
+
+				if (row->flushed_in != mySubid)
+				{
+					kept[j++] = row;
+					continue;
+				}
+				Assert(row->owner < mySubid);
+				if (npending == maxpending)
+				{
+					maxpending = Max(maxpending * 2, 256);
+					pending = pending == NULL ?
+						MemoryContextAlloc(batch_cxt, sizeof(BatchRow) * maxpending) :
+						repalloc(pending, sizeof(BatchRow) * maxpending);
+				}
+				pending[npending] = *row;
+				pending[npending].flushed_in = InvalidSubTransactionId;
+				pending_bytes += copy_row_values(values_cxt, &pending[npending]);
+				npending++;
+				free_row_values(row);
+				pfree(row);
+			}
+			nkept = j;
+
+			/*
+			 * NB: rows are put back only when every waiting row of its
+			 * ancestors was written in it (so, kept): the buffer then holds
+			 * only those, which in id order are in owner order again.
+			 */
+			if (npending > 1)
+				qsort(pending, npending, sizeof(BatchRow), row_id_cmp);
+			if (npending == 0)
+			{
+				pending_bytes = 0;
+				MemoryContextReset(values_cxt);
+			}
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Install the flush points.  Called from _PG_init: with preloading, in
+ * the postmaster; loaded on first call, in the backend, in the middle of
+ * a query (whose ExecutorEnd is then the first flush point).
+ */
+void
+partoo_batch_install_hooks(void)
+{
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = batch_ExecutorStart;
+	prev_ExecutorEnd = ExecutorEnd_hook;
+	ExecutorEnd_hook = batch_ExecutorEnd;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = batch_ProcessUtility;
+}
