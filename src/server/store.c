@@ -253,22 +253,31 @@ message_args(PartooMessageInput *in, Oid *argtypes, Datum *args, char *nulls)
 
 /*
  * Record a message partoo_send has just sent: state 'sent', Partoo's id,
- * status 'Sending'.  Returns the local id.
+ * status 'Sending', and, when reconciliation is on, its partoo.reconcile
+ * row (what partoo_reconcile_track would insert for it), in one statement
+ * of the caller's transaction.  Returns the local id.
+ *
+ * NB: partoo_send runs this once per call, so it is its cost on the
+ * database: one plan, one executor start, one SPI round instead of two
+ * (the message's id is new, so its reconcile row is a plain INSERT, not
+ * partoo_reconcile_track's upsert of an array).
  */
 int64
 partoo_store_sent_message(PartooMessageInput *in, int64 partoo_id, long http_status)
 {
-	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[13];
-	Datum		args[13];
-	char		nulls[14];
+	static SPIPlanPtr plan = NULL;			/* the message alone */
+	static SPIPlanPtr plan_tracked = NULL;	/* and its reconcile row */
+	Oid			argtypes[14];
+	Datum		args[14];
+	char		nulls[15];
 	PartooStoreContext sc;
+	bool		track;
 	int			rc;
 	bool		isnull;
 	int64		id;
 
 	memset(nulls, ' ', sizeof(nulls));
-	nulls[13] = '\0';
+	nulls[14] = '\0';
 	message_args(in, argtypes, args, nulls);
 	argtypes[9] = INT8OID;
 	args[9] = Int64GetDatum(partoo_id);
@@ -278,25 +287,43 @@ partoo_store_sent_message(PartooMessageInput *in, int64 partoo_id, long http_sta
 	args[11] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
 	argtypes[12] = TIMESTAMPTZOID;
 	args[12] = TimestampTzGetDatum(in->created_at);
+	argtypes[13] = INT8OID;
+	args[13] = Int64GetDatum((int64) partoo_reconcile_after_ms);
+
+#define SENT_MESSAGE_INSERT \
+	"INSERT INTO partoo.messages" \
+	" (" MESSAGE_COLUMNS ", partoo_id, last_http_status," \
+	"  created_by, created_at, state, partoo_status, status_at," \
+	"  attempts, sent_at)" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13," \
+	"  'sent', 'Sending', now(), 1, now())" \
+	" RETURNING id"
 
 	partoo_store_begin(&sc);
-	partoo_plan_once(&plan,
-			  "INSERT INTO partoo.messages"
-			  " (" MESSAGE_COLUMNS ", partoo_id, last_http_status,"
-			  "  created_by, created_at, state, partoo_status, status_at,"
-			  "  attempts, sent_at)"
-			  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
-			  "  'sent', 'Sending', now(), 1, now())"
-			  " RETURNING id",
-			  13, argtypes, 0);
-	rc = SPI_execute_plan(plan, args, nulls, false, 0);
+	/* its status is read from the API if no webhook brings it */
+	track = partoo_reconcile_after_ms > 0 && partoo_reconcile_available();
+	if (track)
+	{
+		partoo_plan_once(&plan_tracked,
+						 "WITH m AS (" SENT_MESSAGE_INSERT ")"
+						 " INSERT INTO partoo.reconcile (message_id, since, next_check_at)"
+						 " SELECT id, now(), now() + $14 * interval '1 millisecond' FROM m"
+						 " RETURNING message_id",
+						 14, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		rc = SPI_execute_plan(plan_tracked, args, nulls, false, 0);
+	}
+	else
+	{
+		partoo_plan_once(&plan, SENT_MESSAGE_INSERT,
+						 13, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		rc = SPI_execute_plan(plan, args, nulls, false, 0);
+	}
+#undef SENT_MESSAGE_INSERT
 	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "could not record message in partoo.messages: %s",
 			 SPI_result_code_string(rc));
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									 SPI_tuptable->tupdesc, 1, &isnull));
-	/* its status is read from the API if no webhook brings it */
-	partoo_reconcile_track(&id, 1);
 	partoo_store_end(&sc);
 
 	/* webhook events that beat the response to us wait for this id */
