@@ -12,6 +12,8 @@
 
 # real_mock_start ARGS...: another partoo-mock, on a free port, with
 # ARGS; sets RM_PID and RM_PORT.  Stopped by real_mock_stop (or at exit).
+# NB: give it a --first-id of its own: partoo.messages.partoo_id is
+# unique, and every mock starts at 1000001 by default.
 real_mock_start() {
 	local portfile=$W/real-mock.port
 	rm -f "$portfile"
@@ -135,7 +137,8 @@ scenario_9() {
 	local drained=yes stats s429 win note
 	n=$((accounts * per_acct))
 	allowed=$((accounts * rpm / 60))
-	real_mock_start --api-key-prefix key- --latency-ms $lat --latency-jitter-ms $jit --quiet || return 1
+	real_mock_start --api-key-prefix key- --latency-ms $lat --latency-jitter-ms $jit --quiet \
+		--first-id 7000000001 || return 1
 	url=http://127.0.0.1:$RM_PORT
 	ceiling=$(real_ceiling "$url" 512 5 s9-c512)
 	record 9 real-accounts "mock ceiling at $lat ± $jit ms: wrk -t2 -c512" "$ceiling" req/s \
@@ -212,7 +215,8 @@ scenario_10() {
 	local drained=yes window wsrc hs conns st ideal
 	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$key" -out "$cert" -days 2 -subj /CN=127.0.0.1 \
 		-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1 || return 1
-	real_mock_start --api-key-prefix key- --latency-ms $lat --tls-cert "$cert" --tls-key "$key" --quiet || return 1
+	real_mock_start --api-key-prefix key- --latency-ms $lat --tls-cert "$cert" --tls-key "$key" --quiet \
+		--first-id 8000000001 || return 1
 	url=https://127.0.0.1:$RM_PORT
 	export CURL_CA_BUNDLE=$cert		# for the mock's control endpoints
 	q "ALTER SYSTEM SET partoo.ca_file = '$cert'" >/dev/null
