@@ -56,17 +56,22 @@ worker_sample() {
 		 FROM partoo.worker_status() w WHERE database = current_database()"
 }
 
-# sample_until TARGET SECONDS FILE: every second, append "elapsed window
-# latency_ms in_flight" to FILE, until the worker has finished TARGET
-# messages since it started (and the outbox is empty) or SECONDS have
-# passed; false in the second case
+# sample_until TARGET SECONDS FILE [MOCK_URL]: every second, append
+# "elapsed window latency_ms in_flight [open_connections connections]"
+# (the last two from the mock at MOCK_URL) to FILE, until the worker has
+# finished TARGET messages since it started (and the outbox is empty) or
+# SECONDS have passed; false in the second case
 sample_until() {
-	local t0 now
+	local t0 now st mock=""
 	t0=$(date +%s)
 	: >"$3"
 	while :; do
 		now=$(date +%s)
-		echo "$((now - t0)) $(worker_sample)" >>"$3"
+		if [ -n "${4:-}" ]; then
+			st=$(curl -sf "$4/_mock/stats")
+			mock=" $(echo "$st" | jfield open_connections) $(echo "$st" | jfield connections)"
+		fi
+		echo "$((now - t0)) $(worker_sample)$mock" >>"$3"
 		if [ "$(worker_done)" -ge "$1" ] &&
 			[ "$(q "SELECT count(*) FROM partoo.outbox")" = 0 ]; then
 			return 0
@@ -235,7 +240,7 @@ scenario_10() {
 	SELECT extract(epoch FROM clock_timestamp());
 	SQL
 	) || return 1
-	sample_until $((base + n)) "$(budget 60 60)" "$OUT/s10-samples.txt" || drained=no
+	sample_until $((base + n)) "$(budget 60 60)" "$OUT/s10-samples.txt" "$url" || drained=no
 	[ $drained = yes ] || quiesce >/dev/null
 	st=$(curl -sf "$url/_mock/stats")
 	hs=$(echo "$st" | jfield tls_handshakes)
@@ -256,9 +261,11 @@ scenario_10() {
 			"window / latency ($window / $lat ms)" "$ideal" "" "ratio ≥ 0.90" MISSED \
 			"only $(($(worker_done) - base)) finished in the time allowed; the rest canceled"
 	fi
+	local open_max
+	open_max=$(awk 'NF >= 6 && $5 > m { m = $5 } END { print m + 0 }' "$OUT/s10-samples.txt")
 	record 10 real-tls "TLS handshakes (connections the mock saw)" "$hs" "" "the window ($wsrc)" "$window" \
 		"$(calc "$hs / $window")" "≤ $window" "$(met "$hs" '<=' "$window")" \
-		"$conns TCP connections; the mock resumes no TLS session, so each is a full handshake"
+		"$conns TCP connections, at most $open_max open at once (sampled each second); the mock resumes no TLS session, so each is a full handshake"
 	record 10 real-tls "mock ceiling over TLS at $lat ms: wrk -t2 -c$window" "$ceiling" req/s \
 		"$window connections / $lat ms" "$ideal" "$(calc "$ceiling / $ideal")" "" "" \
 		"informative: what the mock answers at this latency and concurrency"
