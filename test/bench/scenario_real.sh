@@ -280,3 +280,107 @@ scenario_10() {
 	unset CURL_CA_BUNDLE
 	real_mock_stop
 }
+
+# 10b. HTTP/2 for real (informative): the mock cannot speak it, so nginx
+# (Debian's, with http_v2) terminates TLS and HTTP/2 on 127.0.0.1 and
+# proxies to a mock of its own over HTTP/1.1 keep-alive, the mock answering
+# after 50 ms.  One unlimited account points at nginx; its access log
+# records each request's $server_protocol and $connection (nginx's serial
+# number of the client connection): the protocol partoo spoke and over how
+# many connections.  A single HTTP/2 connection carries at most
+# http2_max_concurrent_streams (128 here, nginx's default) requests at once.
+scenario_10b() {
+	local n=5000 lat=50 cert=$W/tls-cert.pem key=$W/tls-key.pem nd=$W/nginx nport murl base t_commit
+	local drained=yes secs rate window protos conns
+	if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+		record 10b real-h2 "HTTP/2 through nginx" "not run" "" "" "" "" "" "n/a" "nginx is not installed"
+		return 0
+	fi
+	[ -s "$cert" ] || openssl req -x509 -newkey rsa:2048 -nodes -keyout "$key" -out "$cert" -days 2 \
+		-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1 || return 1
+	real_mock_start --api-key-prefix key- --latency-ms $lat --quiet --first-id 9000000001 || return 1
+	murl=http://127.0.0.1:$RM_PORT
+	mkdir -p "$nd/tmp"
+	nport=$(perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 1) or die; print $s->sockport')
+	cat >"$nd/nginx.conf" <<-EOF
+	daemon off;
+	worker_processes 1;
+	pid $nd/nginx.pid;
+	error_log $nd/error.log warn;
+	events { worker_connections 4096; }
+	http {
+		log_format proto '\$server_protocol \$connection \$status';
+		access_log $nd/access.log proto;
+		client_body_temp_path $nd/tmp/body;
+		proxy_temp_path $nd/tmp/proxy;
+		fastcgi_temp_path $nd/tmp/fastcgi;
+		uwsgi_temp_path $nd/tmp/uwsgi;
+		scgi_temp_path $nd/tmp/scgi;
+		upstream mock { server 127.0.0.1:$RM_PORT; keepalive 256; }
+		server {
+			listen 127.0.0.1:$nport ssl http2;
+			ssl_certificate $cert;
+			ssl_certificate_key $key;
+			keepalive_requests 100000;
+			location / {
+				proxy_pass http://mock;
+				proxy_http_version 1.1;
+				proxy_set_header Connection "";
+			}
+		}
+	}
+	EOF
+	PATH=$PATH:/usr/sbin nginx -e "$nd/error.log" -p "$nd" -c "$nd/nginx.conf" 2>>"$nd/error.log" &
+	NGINX_PID=$!
+	BG_PIDS="$BG_PIDS $NGINX_PID"
+	for _ in $(seq 1 100); do
+		curl -s --cacert "$cert" -o /dev/null "https://127.0.0.1:$nport/_mock/health" && break
+		sleep 0.05
+	done
+	q "ALTER SYSTEM SET partoo.ca_file = '$cert'" >/dev/null
+	q "SELECT pg_reload_conf()" >/dev/null
+	q "INSERT INTO partoo.accounts (name, api_key, base_url, requests_per_minute)
+	   VALUES ('real-h2', 'key-h2', 'https://127.0.0.1:$nport/v2', 0)" >/dev/null || return 1
+	sleep 0.5
+	curl -sf -X POST "$murl/_mock/reset" >/dev/null
+	: >"$nd/access.log"
+	kill -USR1 "$NGINX_PID" 2>/dev/null		# reopen the log
+	sleep 0.2
+	set -- $(worker_sample)
+	if [ "$1" != - ]; then window=$1; else window=$MAX_IN_FLIGHT; fi
+	base=$(worker_done)
+	t_commit=$(qf <<-SQL
+	SELECT count(partoo_enqueue(12345, 's10b-' || i, account => 'real-h2'))
+	  FROM generate_series(1, $n) i \\g /dev/null
+	SELECT extract(epoch FROM clock_timestamp());
+	SQL
+	) || return 1
+	sample_until $((base + n)) "$(budget 40 40)" "$OUT/s10b-samples.txt" || drained=no
+	[ $drained = yes ] || quiesce >/dev/null
+	protos=$(awk '{ p[$1]++ } END { for (k in p) printf "%s%s %d", (s++ ? ", " : ""), k, p[k] }' "$nd/access.log")
+	conns=$(awk '$1 ~ /^HTTP\/2/ || $1 ~ /^HTTP\/1/ { c[$2] = 1 } END { print length(c) }' "$nd/access.log")
+	if [ $drained = yes ]; then
+		secs=$(drain_seconds s10b "$t_commit")
+		rate=$(calc "$n / $secs")
+		record 10b real-h2 "HTTPS + HTTP/2 via nginx, $lat ms, $n msgs (took $(fmt1 "$secs") s)" "$rate" msg/s \
+			"window / latency ($window / $lat ms)" "$(calc "$window / ($lat / 1000)")" \
+			"$(calc "$rate / ($window / ($lat / 1000))")" "" "" "informative"
+	fi
+	record 10b real-h2 "protocol partoo spoke to nginx (requests)" "$protos" "" "" "" "" "" "" \
+		"informative: HTTP/2.0 means multiplexing was used"
+	record 10b real-h2 "client connections nginx saw" "$conns" "" "the window" "$window" "" "" "" \
+		"informative: with HTTP/2 one connection carries up to 128 requests at once"
+	if [ $drained = yes ]; then
+		MOCK_URL=$murl check_once 10b real-h2 s10b $n
+	else
+		check_sent 10b real-h2 s10b "$murl"
+	fi
+	q "DELETE FROM partoo.accounts WHERE name = 'real-h2'" >/dev/null
+	q "ALTER SYSTEM RESET partoo.ca_file" >/dev/null
+	q "SELECT pg_reload_conf()" >/dev/null
+	kill "$NGINX_PID" 2>/dev/null
+	wait "$NGINX_PID" 2>/dev/null
+	BG_PIDS=${BG_PIDS/ $NGINX_PID/}
+	cp "$nd/error.log" "$OUT/nginx-error.log" 2>/dev/null
+	real_mock_stop
+}
