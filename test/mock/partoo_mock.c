@@ -150,7 +150,8 @@ latency_draw(void)
 /* ------------------------------------------------------------------ */
 
 static _Atomic uint64_t st_requests, st_accepted, st_retries_ok, st_connections,
-  st_dropped, st_rate_limited, st_open, st_get_messages, st_tls_handshakes, st_tls_resumed;
+  st_dropped, st_rate_limited, st_open, st_get_messages, st_tls_handshakes, st_tls_resumed,
+  st_v2_connections;
 static _Atomic uint64_t st_status[600];
 
 /* ------------------------------------------------------------------ */
@@ -1510,6 +1511,8 @@ handle_list(struct MHD_Connection *c, req_t *r)
   return reply_sb(c, r, 1, "GET", url, 200, &b, NULL);
 }
 
+static void count_v2_connection(struct MHD_Connection *c);
+
 static enum MHD_Result
 handle_v2(struct MHD_Connection *c, req_t *r, const char *url, const char *method)
 {
@@ -1523,6 +1526,7 @@ handle_v2(struct MHD_Connection *c, req_t *r, const char *url, const char *metho
     goto accept;
 
   atomic_fetch_add_explicit(&st_requests, 1, memory_order_relaxed);
+  count_v2_connection(c);
   if (r->too_big)
     return REPLY_STATIC(413, B_413);
   {
@@ -1666,6 +1670,8 @@ stats_json(sb_t *b)
   sb_put_u64(b, atomic_load(&st_connections));
   sb_puts(b, ",\"open_connections\":");
   sb_put_u64(b, atomic_load(&st_open));
+  sb_puts(b, ",\"v2_connections\":");
+  sb_put_u64(b, atomic_load(&st_v2_connections));
   sb_puts(b, ",\"tls_handshakes\":");
   sb_put_u64(b, atomic_load(&st_tls_handshakes));
   sb_puts(b, ",\"tls_resumed\":");
@@ -1849,6 +1855,7 @@ mock_reset(void)
   atomic_store(&st_retries_ok, 0);
   atomic_store(&st_connections, 0);
   atomic_store(&st_tls_handshakes, 0);
+  atomic_store(&st_v2_connections, 0);
   atomic_store(&st_tls_resumed, 0);
   atomic_store(&st_dropped, 0);
   atomic_store(&st_rate_limited, 0);
@@ -2494,11 +2501,27 @@ dispatch(struct MHD_Connection *c, req_t *r, const char *url, const char *method
                MHD_RESPMEM_PERSISTENT, NULL, 0);
 }
 
-/* Per connection: whether its TLS handshake was counted yet */
+/* Per connection: whether its TLS handshake, and its first /v2 request,
+ * were counted yet */
 typedef struct
 {
   int counted;
+  int v2;
 } conn_t;
+
+/* Counts c's connection in v2_connections at its first /v2 request: the
+ * connections of the client under test, not those of a script reading
+ * /_mock/stats meanwhile */
+static void
+count_v2_connection(struct MHD_Connection *c)
+{
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  conn_t *cs = ci ? ci->socket_context : NULL;
+  if (!cs || cs->v2)
+    return;
+  cs->v2 = 1;
+  atomic_fetch_add_explicit(&st_v2_connections, 1, memory_order_relaxed);
+}
 
 /*
  * Counts the TLS handshake of c's connection, once, at its first request

@@ -654,7 +654,12 @@ if command -v openssl >/dev/null 2>&1 &&
   curl -sk -o /dev/null -o /dev/null "$TLS_BASE/_mock/health" "$TLS_BASE/_mock/health"
   curl -sk -H 'Connection: close' -o /dev/null -o /dev/null "$TLS_BASE/_mock/health" "$TLS_BASE/_mock/health"
   S=$(curl -sk "$TLS_BASE/_mock/stats")
-  check "TLS: one handshake per connection, counted"     "$(printf %s "$S" | grep -q '"connections":4,.*"tls_handshakes":4,"tls_resumed":0' && echo 0 || echo 1)" "$S"
+  check "TLS: one handshake per connection, counted" \
+    "$(printf %s "$S" | grep -q '"connections":4,.*"tls_handshakes":4,"tls_resumed":0' && echo 0 || echo 1)" "$S"
+  curl -sk -o /dev/null -o /dev/null -H 'x-APIKey: test-key' "$TLS_BASE/v2/nothing" "$TLS_BASE/v2/nothing"
+  S=$(curl -sk "$TLS_BASE/_mock/stats")
+  check "TLS: v2_connections counts only connections that carried /v2 requests" \
+    "$(printf %s "$S" | grep -q '"connections":6,.*"v2_connections":1,"tls_handshakes":6' && echo 0 || echo 1)" "$S"
   stop_mock "$PID" TERM
   start_mock tlslat --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem" --latency-ms 100 --quiet
   T0=$(date +%s%N)
