@@ -81,16 +81,17 @@ sample_until() {
 	done
 }
 
-# samples_summary FILE: "window in_flight_median in_flight_max" over the
-# samples taken while requests were in flight; window is the largest the
-# worker reported, or "-"
+# samples_summary FILE: "window in_flight_median in_flight_max latency"
+# over the samples taken while requests were in flight; window is the
+# largest the worker reported, latency the last latency_ms it reported, or
+# "-" when it reports none
 samples_summary() {
-	awk '$4 > 0 { n++; f[n] = $4; if ($4 > mx) mx = $4; if ($2 != "-" && $2 + 0 > w) w = $2 + 0 }
+	awk '$4 > 0 { n++; f[n] = $4; if ($4 > mx) mx = $4; if ($2 != "-" && $2 + 0 > w) w = $2 + 0; if ($3 != "-") l = $3 }
 		END {
-			if (n == 0) { print "- 0 0"; exit }
+			if (n == 0) { print "- 0 0 -"; exit }
 			# insertion sort: a few dozen samples
 			for (i = 2; i <= n; i++) { v = f[i]; j = i - 1; while (j > 0 && f[j] > v) { f[j + 1] = f[j]; j-- } f[j + 1] = v }
-			print (w > 0 ? w : "-"), f[int((n + 1) / 2)], mx
+			print (w > 0 ? w : "-"), f[int((n + 1) / 2)], mx, (l != "" ? l : "-")
 		}' "$1"
 }
 
@@ -188,6 +189,7 @@ scenario_9() {
 	else
 		win="window $1 (worker_status().window, largest sampled)"
 	fi
+	[ "$4" != - ] && win="$win; the worker's latency_ms: $4"
 	note="$inwin accepted in [0, 60 s) from the first request ($first s after the commit); steady [5 s, 55 s): $(calc "$steady / 50")/s; $sent of $n sent in $span s$([ $drained = no ] && echo ', the rest canceled'); $win; in flight (sampled each second): median $2, max $3, so at most $3 / $(calc "$lat / 1000") s = $(calc "$3 / ($lat / 1000)")/s"
 	record 9 real-accounts "rate over 60 s, $accounts accounts x $rpm/min, $lat ± $jit ms, $n queued" \
 		"$(calc "$inwin / 60")" msg/s "allowed by the limits" "$allowed" "$(calc "$inwin / ($allowed * 60)")" \
@@ -257,7 +259,7 @@ scenario_10() {
 		record 10 real-tls "drain over HTTPS, 1 unlimited account, $lat ms, $n msgs (took $(fmt1 "$secs") s)" \
 			"$rate" msg/s "window / latency ($window / $lat ms; window: $wsrc)" "$ideal" "$(calc "$rate / $ideal")" \
 			"ratio ≥ 0.90" "$(met "$(calc "$rate / $ideal")" '>=' 0.90)" \
-			"in flight (sampled each second): median $2, max $3"
+			"in flight (sampled each second): median $2, max $3$([ "$4" != - ] && echo "; the worker's latency_ms: $4")"
 	else
 		record 10 real-tls "drain over HTTPS, 1 unlimited account, $lat ms, $n msgs" "timeout" "" \
 			"window / latency ($window / $lat ms)" "$ideal" "" "ratio ≥ 0.90" MISSED \
