@@ -19,7 +19,9 @@
  *
  * Design: libmicrohttpd with an epoll thread pool; delays suspend the
  * connection and a timer thread resumes it, so a delay never blocks other
- * connections.  Shared state is a handful of mutex-protected structures
+ * connections.  The same mechanism gives every /v2 answer a latency
+ * (--latency-ms, /_mock/latency): the request is handled when it arrives
+ * (auth, rate limiter, acceptance), and only its answer waits.  Shared state is a handful of mutex-protected structures
  * (records, request log, keys/rate limiter, faults) plus atomic counters.
  */
 #define _GNU_SOURCE
@@ -27,6 +29,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -53,6 +56,8 @@
 #define LOG_BODY 4096
 #define MAX_PARTS 32
 #define KEY_BUCKETS 4096
+#define MAX_CONNECTIONS 16384
+#define FD_RESERVE 256
 
 enum { CT_NONE, CT_TEXT, CT_IMAGE, CT_VIDEO, CT_AUDIO, CT_DOCUMENT };
 static const char *const ct_names[] = {"", "Text", "Image", "Video", "Audio", "Document"};
@@ -78,6 +83,8 @@ static struct
   const char *webhook_url;
   const char *webhook_key;
   unsigned webhook_threads;
+  int latency_ms;
+  int latency_jitter_ms;
 } cfg = {.threads = 2, .seed = 42, .webhook_threads = 2};
 
 /* ------------------------------------------------------------------ */
@@ -107,11 +114,44 @@ rnd01(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* latency of /v2 answers                                              */
+/* ------------------------------------------------------------------ */
+
+/* Every /v2 answer waits lat_ms +/- lat_jitter_ms (uniform, whole ms).
+ * The draws come from a PRNG of their own, so that turning the latency on
+ * does not change which requests get faults.  /_mock/reset puts back the
+ * command line's values. */
+static pthread_mutex_t lat_mu = PTHREAD_MUTEX_INITIALIZER;
+static int lat_ms, lat_jitter_ms;
+static _Atomic uint64_t lat_prng_ctr;
+#define LAT_SEED_MIX 0x6c6174656e6379ULL /* "latency" */
+#define LAT_MAX_MS 600000
+
+static int
+latency_draw(void)
+{
+  pthread_mutex_lock(&lat_mu);
+  int ms = lat_ms, j = lat_jitter_ms;
+  pthread_mutex_unlock(&lat_mu);
+  if (ms <= 0)
+    return 0;
+  if (j <= 0)
+    return ms;
+  uint64_t z = atomic_fetch_add(&lat_prng_ctr, 0x9E3779B97F4A7C15ULL) + 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  /* uniform over the 2j+1 whole milliseconds ms-j .. ms+j */
+  return ms - j + (int) (z % (uint64_t) (2 * j + 1));
+}
+
+/* ------------------------------------------------------------------ */
 /* statistics                                                          */
 /* ------------------------------------------------------------------ */
 
 static _Atomic uint64_t st_requests, st_accepted, st_retries_ok, st_connections,
-  st_dropped, st_rate_limited, st_open, st_get_messages;
+  st_dropped, st_rate_limited, st_open, st_get_messages, st_tls_handshakes, st_tls_resumed,
+  st_v2_connections;
 static _Atomic uint64_t st_status[600];
 
 /* ------------------------------------------------------------------ */
@@ -653,6 +693,12 @@ typedef struct
   int too_big;
   int done; /* a response was queued or the connection dropped */
   int stage;
+  /* the answer held back by the latency: queued (or the connection
+   * dropped) when the timer resumes the connection */
+  int latency_done;
+  int pending_drop;
+  unsigned pending_status;
+  struct MHD_Response *pending;
   int64_t time_us;
   keyst_t *key;
   fault_t fault;
@@ -734,6 +780,19 @@ reply(struct MHD_Connection *c, req_t *r, int v2, const char *method, const char
     snprintf(ra, sizeof(ra), "%d", retry_after);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
   }
+  /* NB: a 413 is answered at once: it may come before the body was read */
+  if (v2 && !r->too_big && !r->latency_done)
+  {
+    int ms = latency_draw();
+    r->latency_done = 1;
+    if (ms > 0)
+    {
+      r->pending = resp;
+      r->pending_status = status;
+      delay_connection(c, ms);
+      return MHD_YES;
+    }
+  }
   enum MHD_Result ret = MHD_queue_response(c, status, resp);
   MHD_destroy_response(resp);
   return ret;
@@ -770,6 +829,17 @@ drop(struct MHD_Connection *c, req_t *r, const char *method, const char *url)
   r->done = 1;
   atomic_fetch_add(&st_dropped, 1);
   log_request(c, r, method, url, 0);
+  if (!r->latency_done)
+  {
+    int ms = latency_draw();
+    r->latency_done = 1;
+    if (ms > 0)
+    {
+      r->pending_drop = 1;
+      delay_connection(c, ms);
+      return MHD_YES;
+    }
+  }
   return MHD_NO;
 }
 
@@ -1441,6 +1511,8 @@ handle_list(struct MHD_Connection *c, req_t *r)
   return reply_sb(c, r, 1, "GET", url, 200, &b, NULL);
 }
 
+static void count_v2_connection(struct MHD_Connection *c);
+
 static enum MHD_Result
 handle_v2(struct MHD_Connection *c, req_t *r, const char *url, const char *method)
 {
@@ -1454,6 +1526,7 @@ handle_v2(struct MHD_Connection *c, req_t *r, const char *url, const char *metho
     goto accept;
 
   atomic_fetch_add_explicit(&st_requests, 1, memory_order_relaxed);
+  count_v2_connection(c);
   if (r->too_big)
     return REPLY_STATIC(413, B_413);
   {
@@ -1597,6 +1670,15 @@ stats_json(sb_t *b)
   sb_put_u64(b, atomic_load(&st_connections));
   sb_puts(b, ",\"open_connections\":");
   sb_put_u64(b, atomic_load(&st_open));
+  sb_puts(b, ",\"v2_connections\":");
+  sb_put_u64(b, atomic_load(&st_v2_connections));
+  sb_puts(b, ",\"tls_handshakes\":");
+  sb_put_u64(b, atomic_load(&st_tls_handshakes));
+  sb_puts(b, ",\"tls_resumed\":");
+  sb_put_u64(b, atomic_load(&st_tls_resumed));
+  pthread_mutex_lock(&lat_mu);
+  sb_printf(b, ",\"latency_ms\":%d,\"latency_jitter_ms\":%d", lat_ms, lat_jitter_ms);
+  pthread_mutex_unlock(&lat_mu);
   sb_puts(b, ",\"status\":{");
   int first = 1;
   for (int i = 0; i < 600; i++)
@@ -1760,12 +1842,21 @@ mock_reset(void)
   pthread_mutex_unlock(&inbox_mu);
   wh_reset(cfg.seed);
 
+  pthread_mutex_lock(&lat_mu);
+  lat_ms = cfg.latency_ms;
+  lat_jitter_ms = cfg.latency_jitter_ms;
+  pthread_mutex_unlock(&lat_mu);
+  atomic_store(&lat_prng_ctr, cfg.seed ^ LAT_SEED_MIX);
+
   atomic_store(&prng_ctr, cfg.seed);
   atomic_store(&st_get_messages, 0);
   atomic_store(&st_requests, 0);
   atomic_store(&st_accepted, 0);
   atomic_store(&st_retries_ok, 0);
   atomic_store(&st_connections, 0);
+  atomic_store(&st_tls_handshakes, 0);
+  atomic_store(&st_v2_connections, 0);
+  atomic_store(&st_tls_resumed, 0);
   atomic_store(&st_dropped, 0);
   atomic_store(&st_rate_limited, 0);
   for (int i = 0; i < 600; i++)
@@ -2226,6 +2317,44 @@ set_status(struct MHD_Connection *c, req_t *r)
   return reply_sb(c, r, 0, NULL, NULL, 200, &b, NULL);
 }
 
+/* POST /_mock/latency {"ms":N,"jitter_ms":J}: both optional, an omitted
+ * one is 0; J <= N.  Sets them (NULL) or leaves them as they were (the
+ * error). */
+static const char *
+parse_latency(const char *body, size_t len)
+{
+  cJSON *root = len ? cJSON_ParseWithLength(body, len) : NULL;
+  int64_t ms = 0, j = 0;
+  const char *err = NULL;
+  if (!root || !cJSON_IsObject(root))
+    err = "body must be a JSON object like {\"ms\":200,\"jitter_ms\":50}";
+  for (cJSON *ch = root ? root->child : NULL; ch && !err; ch = ch->next)
+  {
+    if (strcmp(ch->string, "ms") == 0)
+    {
+      if (!json_nonneg_int(ch, LAT_MAX_MS, &ms))
+        err = "ms must be an integer 0..600000";
+    }
+    else if (strcmp(ch->string, "jitter_ms") == 0)
+    {
+      if (!json_nonneg_int(ch, LAT_MAX_MS, &j))
+        err = "jitter_ms must be an integer 0..600000";
+    }
+    else
+      err = "unknown key (allowed: ms, jitter_ms)";
+  }
+  if (!err && j > ms)
+    err = "jitter_ms must not exceed ms";
+  cJSON_Delete(root);
+  if (err)
+    return err;
+  pthread_mutex_lock(&lat_mu);
+  lat_ms = (int) ms;
+  lat_jitter_ms = (int) j;
+  pthread_mutex_unlock(&lat_mu);
+  return NULL;
+}
+
 static enum MHD_Result
 handle_mock(struct MHD_Connection *c, req_t *r, const char *url, const char *method)
 {
@@ -2304,6 +2433,19 @@ handle_mock(struct MHD_Connection *c, req_t *r, const char *url, const char *met
       atomic_store(&prng_ctr, seed);
     return reply(c, r, 0, NULL, NULL, 200, "{\"status\":\"ok\"}", 15, MHD_RESPMEM_PERSISTENT, NULL, 0);
   }
+  if ((get || post) && strcmp(url, "/_mock/latency") == 0)
+  {
+    if (post)
+    {
+      const char *err = parse_latency(r->body, r->len);
+      if (err)
+        return mock_error(c, r, 400, err);
+    }
+    pthread_mutex_lock(&lat_mu);
+    sb_printf(&b, "{\"ms\":%d,\"jitter_ms\":%d}", lat_ms, lat_jitter_ms);
+    pthread_mutex_unlock(&lat_mu);
+    return reply_sb(c, r, 0, NULL, NULL, 200, &b, NULL);
+  }
   if (post && strcmp(url, "/_mock/ratelimit") == 0)
   {
     cJSON *root = r->len ? cJSON_ParseWithLength(r->body, r->len) : NULL;
@@ -2359,6 +2501,50 @@ dispatch(struct MHD_Connection *c, req_t *r, const char *url, const char *method
                MHD_RESPMEM_PERSISTENT, NULL, 0);
 }
 
+/* Per connection: whether its TLS handshake, and its first /v2 request,
+ * were counted yet */
+typedef struct
+{
+  int counted;
+  int v2;
+} conn_t;
+
+/* Counts c's connection in v2_connections at its first /v2 request: the
+ * connections of the client under test, not those of a script reading
+ * /_mock/stats meanwhile */
+static void
+count_v2_connection(struct MHD_Connection *c)
+{
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  conn_t *cs = ci ? ci->socket_context : NULL;
+  if (!cs || cs->v2)
+    return;
+  cs->v2 = 1;
+  atomic_fetch_add_explicit(&st_v2_connections, 1, memory_order_relaxed);
+}
+
+/*
+ * Counts the TLS handshake of c's connection, once, at its first request
+ * (a connection that never carries a request is not counted), and whether
+ * GnuTLS resumed an earlier session (an abbreviated handshake).  Nothing
+ * for plain HTTP.
+ */
+static void
+count_tls_handshake(struct MHD_Connection *c)
+{
+  if (!cfg.tls_cert)
+    return;
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  conn_t *cs = ci ? ci->socket_context : NULL;
+  if (!cs || cs->counted)
+    return;
+  cs->counted = 1;
+  atomic_fetch_add_explicit(&st_tls_handshakes, 1, memory_order_relaxed);
+  ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+  if (ci && ci->tls_session && gnutls_session_is_resumed((gnutls_session_t) ci->tls_session))
+    atomic_fetch_add_explicit(&st_tls_resumed, 1, memory_order_relaxed);
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
            const char *version, const char *upload_data, size_t *upload_data_size,
@@ -2372,6 +2558,7 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
       return MHD_NO;
     r->image_len = -1;
     *con_cls = r;
+    count_tls_handshake(c);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl)
     {
@@ -2420,6 +2607,16 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
     r->body[r->len] = '\0';
     return MHD_YES;
   }
+  if (r->pending)
+  {
+    /* the latency is over: send the answer held back */
+    enum MHD_Result ret = MHD_queue_response(c, r->pending_status, r->pending);
+    MHD_destroy_response(r->pending);
+    r->pending = NULL;
+    return ret;
+  }
+  if (r->pending_drop)
+    return MHD_NO;
   if (r->done)
     return MHD_YES;
   if (r->stage == ST_NEW)
@@ -2440,6 +2637,8 @@ on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   req_t *r = *con_cls;
   if (!r)
     return;
+  if (r->pending)
+    MHD_destroy_response(r->pending);
   free(r->body);
   free(r->text);
   free(r);
@@ -2454,9 +2653,14 @@ on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
   {
     atomic_fetch_add_explicit(&st_connections, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&st_open, 1, memory_order_relaxed);
+    *socket_context = calloc(1, sizeof(conn_t));
   }
   else
+  {
     atomic_fetch_sub_explicit(&st_open, 1, memory_order_relaxed);
+    free(*socket_context);
+    *socket_context = NULL;
+  }
 }
 
 /* ------------------------------------------------------------------ */
@@ -2470,7 +2674,7 @@ usage(FILE *f)
           "usage: partoo-mock [--port N] [--port-file PATH] [--api-key KEY]...\n"
           "                   [--api-key-prefix PREFIX] [--forbidden-conversation N]\n"
           "                   [--threads N] [--seed N] [--tls-cert PEM --tls-key PEM]\n"
-          "                   [--first-id N] [--quiet]\n"
+          "                   [--first-id N] [--latency-ms N [--latency-jitter-ms J]] [--quiet]\n"
           "                   [--webhook-url URL] [--webhook-key PEM] [--webhook-threads N]\n"
           "Serves a mock Partoo API on 127.0.0.1 (base URL http://127.0.0.1:PORT/v2)\n"
           "until SIGTERM/SIGINT.  See test/mock/README.md.\n");
@@ -2601,6 +2805,18 @@ main(int argc, char **argv)
         goto bad;
       cfg.webhook_threads = (unsigned) v;
     }
+    else if (strcmp(a, "--latency-ms") == 0)
+    {
+      if (!parse_uint(val, LAT_MAX_MS, &v))
+        goto bad;
+      cfg.latency_ms = (int) v;
+    }
+    else if (strcmp(a, "--latency-jitter-ms") == 0)
+    {
+      if (!parse_uint(val, LAT_MAX_MS, &v))
+        goto bad;
+      cfg.latency_jitter_ms = (int) v;
+    }
     else if (strcmp(a, "--tls-cert") == 0)
       cfg.tls_cert = val;
     else if (strcmp(a, "--tls-key") == 0)
@@ -2626,6 +2842,13 @@ main(int argc, char **argv)
   }
   if (cfg.nkeys == 0 && !cfg.key_prefix)
     cfg.keys[cfg.nkeys++] = "test-key";
+  if (cfg.latency_jitter_ms > cfg.latency_ms)
+  {
+    fprintf(stderr, "partoo-mock: --latency-jitter-ms must not exceed --latency-ms\n");
+    return 2;
+  }
+  lat_ms = cfg.latency_ms;
+  lat_jitter_ms = cfg.latency_jitter_ms;
   if (!cfg.tls_cert != !cfg.tls_key)
   {
     fprintf(stderr, "partoo-mock: --tls-cert and --tls-key go together\n");
@@ -2654,12 +2877,25 @@ main(int argc, char **argv)
     }
   }
 
-  /* enough descriptors for thousands of connections */
+  /*
+   * Enough descriptors for thousands of connections: the soft limit goes
+   * up to the hard one, and the connection limit is what that allows
+   * (less a reserve for the listening socket, epoll, the webhook senders'
+   * sockets and stdio), at most MAX_CONNECTIONS.  NB: libmicrohttpd splits
+   * the limit evenly among the pool's threads, each accepting on its own.
+   */
   struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max)
+  unsigned conn_limit = MAX_CONNECTIONS;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
   {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < rl.rlim_max)
+    {
+      rl.rlim_cur = rl.rlim_max;
+      if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t) MAX_CONNECTIONS + FD_RESERVE)
+      conn_limit = rl.rlim_cur > 2 * FD_RESERVE ? (unsigned) (rl.rlim_cur - FD_RESERVE) : 64;
   }
 
   /* signals: handled synchronously by main via sigwait */
@@ -2671,6 +2907,7 @@ main(int argc, char **argv)
   signal(SIGPIPE, SIG_IGN);
 
   atomic_store(&prng_ctr, cfg.seed);
+  atomic_store(&lat_prng_ctr, cfg.seed ^ LAT_SEED_MIX);
   logring = calloc(LOG_SIZE, sizeof(logent_t));
   if (!logring)
     abort();
@@ -2721,7 +2958,7 @@ main(int argc, char **argv)
   struct MHD_Daemon *d = MHD_start_daemon(
     flags, (uint16_t) cfg.port, NULL, NULL, on_request, NULL,
     MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
-    MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 4096,
+    MHD_OPTION_CONNECTION_LIMIT, conn_limit,
     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 60,
     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) (128 * 1024),
     MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int) 1024,
@@ -2742,6 +2979,8 @@ main(int argc, char **argv)
     MHD_stop_daemon(d);
     return 1;
   }
+  if (!cfg.quiet && conn_limit < 4096)
+    fprintf(stderr, "partoo-mock: at most %u connections (open-file limit)\n", conn_limit);
   printf("listening on 127.0.0.1:%u\n", port);
   fflush(stdout);
 

@@ -68,12 +68,15 @@ start_mock() {
   BASE=http://127.0.0.1:$PORT
 }
 
-# req METHOD PATH [curl args...] -> CODE BODY RC ; headers in $TMP/hdrs
+# req METHOD PATH [curl args...] -> CODE BODY RC MS; headers in $TMP/hdrs
 req() {
   local m=$1 p=$2
   shift 2
-  CODE=$(curl -s -o "$TMP/body" -D "$TMP/hdrs" -w '%{http_code}' -X "$m" "$@" "$BASE$p")
+  CODE=$(curl -s -o "$TMP/body" -D "$TMP/hdrs" -w '%{http_code} %{time_total}' -X "$m" "$@" "$BASE$p")
   RC=$?
+  # the request's own time as curl measured it, in ms (not the process's)
+  MS=$(awk -v t="${CODE#* }" 'BEGIN { printf "%d", t * 1000 }')
+  CODE=${CODE% *}
   BODY=$(cat "$TMP/body" 2>/dev/null)
 }
 expect() { # name code [exact-body]
@@ -560,6 +563,70 @@ send_text 62 after-reset
 expect "reset disables rate limit" 200
 check "reset clears rate_limited" "$([ "$(stat rate_limited)" = 0 ] && echo 0 || echo 1)"
 
+# ---------------------------------------------------------------- latency
+reset
+req GET /_mock/latency
+expect "latency off by default" 200 '{"ms":0,"jitter_ms":0}'
+req POST /_mock/latency -d '{"ms":300}'
+expect "latency set" 200 '{"ms":300,"jitter_ms":0}'
+T0=$(now_us)
+send_text 81 lat-300
+check "a /v2 answer waits the latency" "$([ "$CODE" = 200 ] && [ "$MS" -ge 300 ] && echo 0 || echo 1)" \
+  "$CODE $MS ms"
+TU=$(curl -s "$BASE/_mock/accepted" | awk -F'\t' '$7 == "lat-300" { print $6 }')
+check "accepted at arrival, before the latency" \
+  "$([ -n "$TU" ] && [ $((TU - T0)) -lt 150000 ] && echo 0 || echo 1)" "time_us - sent = $((TU - T0)) us"
+req GET /_mock/stats
+check "/_mock endpoints answer at once" "$([ "$MS" -lt 250 ] && echo 0 || echo 1)" "$MS ms"
+KEY=wrong send_text 81 lat-401
+check "a 401 waits the latency too" "$([ "$CODE" = 401 ] && [ "$MS" -ge 300 ] && echo 0 || echo 1)" \
+  "$CODE $MS ms"
+send_text 408000 lat-drop
+check "a dropped connection closes after the latency" \
+  "$([ "$RC" = 52 ] && [ "$MS" -ge 300 ] && echo 0 || echo 1)" "rc=$RC $MS ms"
+req POST /_mock/latency -d '{"ms":200,"jitter_ms":50}'
+expect "latency with jitter set" 200 '{"ms":200,"jitter_ms":50}'
+check "stats show the latency" \
+  "$([ "$(stat latency_ms)" = 200 ] && [ "$(stat latency_jitter_ms)" = 50 ] && echo 0 || echo 1)" "$(stats)"
+LATS=""
+for i in $(seq 8); do
+  send_text 82 "jit-$i"
+  LATS="$LATS $MS"
+done
+check "each answer waits at least ms - jitter" \
+  "$(printf '%s\n' $LATS | awk '$1 < 150 || $1 > 1000 { bad = 1 } END { exit bad }' && echo 0 || echo 1)" "$LATS"
+check "the jitter varies the latency" \
+  "$([ "$(printf '%s\n' $LATS | sort -n | sed -n '1p;$p' | paste -sd' ' | awk '{ print ($2 - $1 >= 10) }')" = 1 ] && echo 0 || echo 1)" "$LATS"
+for i in $(seq 50); do
+  [ "$i" -gt 1 ] && echo next
+  printf 'url = "%s/v2/messages"\noutput = "/dev/null"\nsilent\nheader = "x-APIKey: test-key"\n' "$BASE"
+  printf 'header = "Content-Type: application/json"\ndata = "%s"\n' "$(text_body 83 "lpar-$i" | sed 's/"/\\"/g')"
+done >"$TMP/lpar.cfg"
+reset
+req POST /_mock/latency -d '{"ms":200,"jitter_ms":50}'
+T0=$(date +%s%N)
+curl -s --parallel --parallel-immediate --parallel-max 100 -K "$TMP/lpar.cfg" 2>/dev/null
+ELAPSED=$((($(date +%s%N) - T0) / 1000000))
+check "50 concurrent requests at 200 ms latency overlap (not 50 x 200 ms)" \
+  "$([ $ELAPSED -lt 2500 ] && [ $ELAPSED -ge 150 ] && [ "$(stat accepted)" = 50 ] && echo 0 || echo 1)" \
+  "$ELAPSED ms, accepted=$(stat accepted)"
+req POST /_mock/ratelimit -d '{"per_minute":1}'
+send_text 84 rl-1
+send_text 84 rl-2
+check "a limiter 429 waits the latency too" "$([ "$CODE" = 429 ] && [ "$MS" -ge 150 ] && echo 0 || echo 1)" \
+  "$CODE $MS ms"
+req POST /_mock/latency -d '{"ms":10,"jitter_ms":20}'
+expect "jitter above ms rejected" 400 '{"error":{"message":"jitter_ms must not exceed ms"}}'
+req POST /_mock/latency -d '{"ms":-1}'
+expect "negative latency rejected" 400
+req POST /_mock/latency -d '{"ms":1,"bogus":1}'
+expect "unknown latency key rejected" 400
+req GET /_mock/latency
+expect "a rejected latency changes nothing" 200 '{"ms":200,"jitter_ms":50}'
+reset
+req GET /_mock/latency
+expect "reset puts back the command line's latency (none)" 200 '{"ms":0,"jitter_ms":0}'
+
 # ---------------------------------------------------------------- robustness
 exec 3<>"/dev/tcp/127.0.0.1/$PORT" && printf 'GARBAGE \001\002\003 NOT HTTP\r\n\r\n' >&3 && timeout 2 cat <&3 >/dev/null 2>&1
 exec 3>&- 3<&-
@@ -581,6 +648,29 @@ if command -v openssl >/dev/null 2>&1 &&
   check "TLS: HTTPS send" "$([ "$CODE" = 200 ] && grep -q message_id "$TMP/body" && echo 0 || echo 1)" "$CODE"
   CODE=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/_mock/health")
   check "TLS: plain HTTP not served" "$([ "$CODE" != 200 ] && echo 0 || echo 1)" "$CODE"
+  curl -sk -X POST -o /dev/null "$TLS_BASE/_mock/reset"
+  # two requests on one connection, then two connections from one client
+  # (which offers to resume its first session on the second), then stats
+  curl -sk -o /dev/null -o /dev/null "$TLS_BASE/_mock/health" "$TLS_BASE/_mock/health"
+  curl -sk -H 'Connection: close' -o /dev/null -o /dev/null "$TLS_BASE/_mock/health" "$TLS_BASE/_mock/health"
+  S=$(curl -sk "$TLS_BASE/_mock/stats")
+  check "TLS: one handshake per connection, counted" \
+    "$(printf %s "$S" | grep -q '"connections":4,.*"tls_handshakes":4,"tls_resumed":0' && echo 0 || echo 1)" "$S"
+  curl -sk -o /dev/null -o /dev/null -H 'x-APIKey: test-key' "$TLS_BASE/v2/nothing" "$TLS_BASE/v2/nothing"
+  S=$(curl -sk "$TLS_BASE/_mock/stats")
+  check "TLS: v2_connections counts only connections that carried /v2 requests" \
+    "$(printf %s "$S" | grep -q '"connections":6,.*"v2_connections":1,"tls_handshakes":6' && echo 0 || echo 1)" "$S"
+  stop_mock "$PID" TERM
+  start_mock tlslat --tls-cert "$TMP/cert.pem" --tls-key "$TMP/key.pem" --latency-ms 100 --quiet
+  T0=$(date +%s%N)
+  CODE=$(curl -sk -o "$TMP/body" -w '%{http_code}' -H 'x-APIKey: test-key' -H 'Content-Type: application/json' \
+    --data-binary "$(text_body 1 tls-lat)" "https://127.0.0.1:$PORT/v2/messages")
+  ELAPSED=$((($(date +%s%N) - T0) / 1000000))
+  check "TLS: latency from the command line" "$([ "$CODE" = 200 ] && [ $ELAPSED -ge 100 ] && echo 0 || echo 1)" "$CODE $ELAPSED ms"
+  curl -sk -X POST -o /dev/null "https://127.0.0.1:$PORT/_mock/reset"
+  S=$(curl -sk "https://127.0.0.1:$PORT/_mock/stats")
+  check "TLS: reset keeps the command line's latency" \
+    "$(printf %s "$S" | grep -q '"latency_ms":100,"latency_jitter_ms":0' && echo 0 || echo 1)" "$S"
   stop_mock "$PID" TERM
 else
   echo "skip - TLS (openssl unavailable)"
@@ -824,6 +914,9 @@ fi
 "$BIN" --bogus >/dev/null 2>&1
 ST=$?
 check "unknown option -> exit 2" "$([ "$ST" = 2 ] && echo 0 || echo 1)"
+"$BIN" --latency-ms 100 --latency-jitter-ms 101 >/dev/null 2>&1
+ST=$?
+check "--latency-jitter-ms above --latency-ms -> exit 2" "$([ "$ST" = 2 ] && echo 0 || echo 1)"
 start_mock defaults --quiet
 KEY=test-key send_text 1 default-key
 expect "default key is test-key" 200
