@@ -32,9 +32,11 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 . "$repo/test/lib.sh"
+# scenario 11, the cost of one message (WAL, worker CPU)
+. "$repo/test/bench/scenario_cost.sh"
 
 # the order they run in; 5 needs the messages 3 sent, 7 takes what time is left
-ALL_SCENARIOS="1 2 3 5 6 8 4 chart 7"
+ALL_SCENARIOS="1 2 3 5 6 8 4 11 chart 7"
 
 # Copy the results of a finished run from $1 into the source tree
 publish_results() {
