@@ -1,8 +1,8 @@
 # 090_upgrade.pl: install 0.1, fill it, ALTER EXTENSION partoo UPDATE to
-# 0.2, to 0.3 and then to the current version: the data is intact, the new
-# objects exist and the worker runs; a fresh install of 0.3 is the same as
-# the database upgraded to 0.3, and a fresh install of the current version
-# the same as the one upgraded to it.
+# 0.2, to 0.3, to 0.4 and then to the current version: the data is intact,
+# the new objects exist and the worker runs; a fresh install of 0.3 (of
+# 0.4) is the same as the database upgraded to 0.3 (to 0.4), and a fresh
+# install of the current version the same as the one upgraded to it.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -157,6 +157,10 @@ my $same_as_fresh = sub {
 # the whole install script of 0.3 stays as released
 $same_as_fresh->('fresh03', '0.3');
 
+# 0.4, whose whole install script stays as released too
+$node->safe_psql('postgres', "ALTER EXTENSION partoo UPDATE TO '0.4'");
+$same_as_fresh->('fresh04', '0.4');
+
 # then up to the default version, through every later upgrade script
 $node->safe_psql('postgres', 'ALTER EXTENSION partoo UPDATE');
 my $default = $node->safe_psql('postgres', "SELECT default_version FROM pg_available_extensions WHERE name = 'partoo'");
@@ -178,12 +182,25 @@ like($node->safe_psql('postgres', "SELECT pg_get_function_arguments('partoo.work
 	qr/reconcile_requests bigint, OUT reconcile_applied bigint, OUT reconcile_rate_limited bigint/,
 	'partoo.worker_status() has the reconciliation counters');
 
+# 0.5: partoo.messages leaves room for HOT updates, and its partoo_id
+# index leaves out the messages without one, still unique
+is($node->safe_psql('postgres', "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE oid = 'partoo.messages'::regclass"),
+	'fillfactor=50', 'partoo.messages has fillfactor 50 (0.5)');
+like($node->safe_psql('postgres', "SELECT pg_get_indexdef('partoo.messages_partoo_id_key'::regclass)"),
+	qr/^CREATE UNIQUE INDEX messages_partoo_id_key ON partoo\.messages USING btree \(partoo_id\) WHERE \(partoo_id IS NOT NULL\)$/,
+	'partoo_id has a partial unique index (0.5)');
+my ($ret, $out, $err) = $node->psql('postgres', q{UPDATE partoo.messages SET partoo_id = (SELECT partoo_id FROM partoo.messages WHERE partoo_id IS NOT NULL ORDER BY id DESC LIMIT 1)
+	WHERE id = (SELECT min(id) FROM partoo.messages WHERE partoo_id IS NOT NULL)});
+like($err, qr/duplicate key value violates unique constraint "messages_partoo_id_key"/,
+	'two messages with the same partoo_id are still refused');
+is($node->safe_psql('postgres', $intact), $before, 'and nothing changed');
+
 # 0.3, the worker's robustness (issue 12), on the upgraded database with its rows
 is($node->safe_psql('postgres', "SELECT pg_get_function_result('partoo.worker_status'::regproc) LIKE '%loops%'"),
 	'f', 'partoo.worker_status() has no loops column any more');
 is($node->safe_psql('postgres', "SELECT count(*) FROM partoo.worker_status() WHERE pid IS NOT NULL"),
 	'1', 'and it shows the worker');
-my ($ret, $out, $err) = $node->psql('postgres',
+($ret, $out, $err) = $node->psql('postgres',
 	"INSERT INTO partoo.accounts (name, api_key) VALUES (repeat('n', 64), 'key-secret-upgraded')");
 like($err, qr/account name is too long/, 'an account name too long is refused with a clear error');
 unlike($err, qr/key-secret/, 'that does not show the key');
