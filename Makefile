@@ -26,7 +26,7 @@ EXTENSION = partoo
 # C code gets it as PARTOO_VERSION, and the Debian package takes it as its
 # upstream version.  To release a new one, see README.md ("Development and
 # testing").
-EXTVERSION = 0.4
+EXTVERSION = 0.5
 MODULE_big = partoo
 
 # The layers, bottom up (docs/architecture.md): the protocol core

@@ -102,6 +102,7 @@ partoo_http_define_gucs(void)
 }
 
 static CURLM *multi = NULL;
+static long max_connections = 1024;	/* CURLMOPT_MAXCONNECTS */
 static int	epoll_fd = -1;
 static WaitEventSet *wait_set = NULL;
 static int64 curl_deadline_us = -1;	/* when libcurl wants its timer run */
@@ -226,7 +227,20 @@ ensure_agent(void)
 	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
 	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
-	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) 1024);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, max_connections);
+}
+
+/*
+ * Keep up to n idle connections open for reuse: as many as the worker may
+ * have requests in flight, so that a full window never closes a
+ * connection only to open (and, over TLS, handshake) another.
+ */
+void
+partoo_http_set_max_connections(long n)
+{
+	max_connections = Max(n, 64);
+	if (multi != NULL)
+		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, max_connections);
 }
 
 static size_t
@@ -557,6 +571,7 @@ partoo_http_start(PartooHttpRequest *req, int timeout_ms, int connect_timeout_ms
 	req->errbuf[0] = '\0';
 	req->retry_after[0] = '\0';
 	req->resp_len = 0;
+	req->elapsed_us = 0;
 	req->too_large = req->timed_out = req->connect_failed = false;
 	req->timeout_ms = timeout_ms;
 	req->connect_timeout_ms = connect_timeout_ms;
@@ -635,11 +650,14 @@ collect_done(void)
 		CURL	   *easy = msg->easy_handle;
 		CURLcode	code = msg->data.result;
 		long		status = 0;
+		curl_off_t	total = 0;
 
 		if (msg->msg != CURLMSG_DONE)
 			continue;
 		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &req);
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total);
+		req->elapsed_us = (int64) total;
 
 		req->curl_code = code;
 		req->status = (code == CURLE_OK || req->too_large) ? status : 0;

@@ -63,6 +63,7 @@ typedef struct PartooHttpRequest
 	size_t		resp_len;
 	size_t		resp_cap;
 	char		retry_after[64];	/* raw Retry-After header value */
+	int64		elapsed_us;		/* from start to done, libcurl's clock */
 
 	/* private to http.c */
 	void	   *easy;
@@ -97,5 +98,7 @@ extern int	partoo_http_wait(long timeout_ms);
 extern PartooHttpRequest *partoo_http_next_done(void);
 extern void partoo_http_perform(PartooHttpRequest *req);
 extern int64 partoo_monotonic_us(void);
+/* Idle connections kept open for reuse (at least 64) */
+extern void partoo_http_set_max_connections(long n);
 
 #endif							/* PARTOO_HTTP_H */

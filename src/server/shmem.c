@@ -264,8 +264,8 @@ partoo_worker_status(PG_FUNCTION_ARGS)
 	{
 		PartooWorkerSlot *slot = &shared->slots[i];
 		PartooWorkerSlot copy;
-		Datum		values[16];
-		bool		nulls[16];
+		Datum		values[18];
+		bool		nulls[18];
 
 		SpinLockAcquire(&slot->mutex);
 		memcpy(&copy, slot, sizeof(copy));
@@ -295,13 +295,19 @@ partoo_worker_status(PG_FUNCTION_ARGS)
 		/*
 		 * From 0.4: the reconciliation counters.  A 0.1 or 0.2 schema
 		 * declares loops there instead (gone in 0.3): null; a 0.3 schema
-		 * has neither, and the columns beyond its own are not read.
+		 * has neither, and the columns beyond its own (here and below) are
+		 * not read.
 		 */
 		values[13] = Int64GetDatum(copy.reconcile_requests);
 		values[14] = Int64GetDatum(copy.reconcile_applied);
 		values[15] = Int64GetDatum(copy.reconcile_rate_limited);
 		if (rsinfo->setDesc->natts == 14)
 			nulls[13] = true;
+		/* From 0.5: the window and the latency it was sized for */
+		values[16] = Int32GetDatum(copy.window);
+		nulls[16] = (copy.pid == 0);
+		values[17] = Float8GetDatum(copy.latency_us / 1000.0);
+		nulls[17] = (copy.pid == 0 || copy.latency_us < 0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_VOID();

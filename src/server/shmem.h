@@ -26,6 +26,8 @@ typedef struct PartooWorkerSlot
 	pid_t		pid;			/* 0 when not running */
 	Latch	   *latch;
 	int			in_flight;
+	int			window;			/* requests it may have in flight now */
+	int64		latency_us;		/* the API's observed latency, -1: none yet */
 	int64		sent;
 	int64		retried;
 	int64		failed;			/* retryable failures */

@@ -71,6 +71,7 @@
 
 #include "server/partoo.h"
 #include <malloc.h>
+#include <sys/resource.h>
 
 #include "access/xact.h"
 #include "common/hashfn.h"
@@ -80,6 +81,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/lock.h"
 #include "storage/proc.h"
@@ -94,6 +96,7 @@
 #include "utils/varlena.h"
 
 #include "core/ratelimit.h"
+#include "core/window.h"
 #include "http/http.h"
 #include "server/db.h"
 #include "server/store.h"
@@ -106,7 +109,7 @@
 
 char	   *partoo_databases = NULL;
 int			partoo_batch_size = 500;
-int			partoo_max_in_flight = 64;
+int			partoo_max_in_flight = 1000;
 int			partoo_lease_s = 120;
 int			partoo_shutdown_timeout_ms = 5000;
 
@@ -143,10 +146,10 @@ partoo_worker_define_gucs(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("partoo.max_in_flight",
-							"Largest number of requests the worker has in flight at once.",
-							"Each may hold a connection; keep it well below the open-file limit.",
+							"Most requests the worker may have in flight at once (a cap: the worker sizes its window itself).",
+							"The window is what the accounts' rate limits need at the latency observed, or this cap with an account without limit; never more than the sockets the worker can open.",
 							&partoo_max_in_flight,
-							64, 1, 1000,
+							1000, 1, 10000,
 							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
@@ -178,7 +181,7 @@ partoo_worker_define_gucs(void)
 /* a time that never comes: no next claim, no recording due */
 #define NEVER INT64_MAX
 /* outcomes waiting to be recorded that trigger a recording transaction */
-#define RECORD_BATCH Max(1, partoo_max_in_flight / 4)
+#define RECORD_BATCH Max(1, window / 4)
 /* longest the worker waits for a lock before giving up for now */
 #define LOCK_WAIT_MS 100
 /* when to come back for what another session holds: 50 ms, doubling to 2 s */
@@ -209,6 +212,19 @@ static PartooWorkerSlot *slot = NULL;
 static HTAB *accounts = NULL;
 static uint32 accounts_generation = 0;
 static bool accounts_loaded = false;
+
+/*
+ * The in-flight window (core/window.c): how many requests may be in
+ * flight now, from the accounts' limits (summed when they are loaded) and
+ * the latency observed, within partoo.max_in_flight and fd_room, the
+ * sockets the process can open besides PostgreSQL's own files.
+ */
+static int	window = PARTOO_WINDOW_SPARE;
+static double accounts_per_second = 0;	/* the limited accounts' rates */
+static bool any_unlimited = false;	/* an account has no rate limit */
+static PartooLatency latency;
+static int	fd_room = 0;
+static int	fds_reserved = 0;	/* taken from fd.c's share (ReserveExternalFD) */
 static PartooJob **inflight = NULL;	/* jobs whose request is in flight */
 static int	ninflight = 0;
 static PartooJob **results = NULL;	/* finished jobs not yet recorded */
@@ -258,6 +274,8 @@ static FetchList rdone = {NULL, 0, 0};
 static int64 next_reconcile_at = 0;	/* when to pick due checks next */
 
 static void track_recorded_sent(PartooJob **jobs, int n, const bool *done);
+static void update_window(void);
+static void size_fd_room(void);
 
 /* most due messages one pick reads */
 #define RECONCILE_PICK_LIMIT 1000
@@ -616,6 +634,18 @@ reload_accounts(void)
 	}
 	accounts_generation = gen;
 	accounts_loaded = true;
+
+	accounts_per_second = 0;
+	any_unlimited = false;
+	hash_seq_init(&seq, accounts);
+	while ((a = hash_seq_search(&seq)) != NULL)
+	{
+		if (a->rpm == 0)
+			any_unlimited = true;
+		else if (a->rpm > 0)
+			accounts_per_second += a->rpm / 60.0;
+	}
+	update_window();
 }
 
 static bool
@@ -816,6 +846,9 @@ collect(void)
 		int			i;
 		PartooWorkerAccount *a;
 
+		/* the API's latency: only requests it answered */
+		if (req->status > 0)
+			partoo_latency_add(&latency, req->elapsed_us);
 		if (take_reconcile_answer(req))
 			continue;
 		job = (PartooJob *) req->user;
@@ -834,6 +867,7 @@ collect(void)
 		add_result(job);
 	}
 	count_jobs(results + first, nresults - first);
+	update_window();
 }
 
 /*
@@ -1605,7 +1639,7 @@ start_waiting(void)
 	for (i = 0; i < nresults; i++)
 		if (results[i]->record_tries == 0)
 			busy++;
-	while (started < nwaiting && busy + started < partoo_max_in_flight)
+	while (started < nwaiting && busy + started < window)
 	{
 		PartooJob		   *job = waiting[started++];
 
@@ -1915,6 +1949,8 @@ create_local_state(void)
 	accounts = hash_create("partoo accounts", 64, &ctl,
 						   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE);
 	ensure_job_lists(Max(partoo_max_in_flight, partoo_batch_size) * 2 + 16);
+	partoo_latency_init(&latency);
+	size_fd_room();
 }
 
 /* SIGHUP: reload the settings; the default account and the pace may change */
@@ -1925,6 +1961,7 @@ reload_config_if_pending(void)
 		return;
 	ConfigReloadPending = false;
 	ProcessConfigFile(PGC_SIGHUP);
+	size_fd_room();				/* the cap may have changed */
 	accounts_loaded = false;	/* the default account may change */
 	next_claim_at = 0;
 	next_reconcile_at = 0;		/* reconciliation may have been turned on */
@@ -1982,7 +2019,7 @@ decide_work(int64 now, LoopWork *work)
 {
 	long		t = results_timing(now, &work->record);
 
-	work->claim = ninflight + nwaiting <= partoo_max_in_flight &&
+	work->claim = ninflight + nwaiting <= window &&
 		now >= next_claim_at;
 	owed |= partoo_take_owed_pending(slot);
 	work->owed = owed != 0 && now >= owed_at;
@@ -2231,7 +2268,7 @@ pick_reconcile(int64 now)
 			busy++;
 	memset(&p, 0, sizeof(p));
 	p.now = now;
-	p.free_slots = partoo_max_in_flight - busy - nwaiting - nfresh;
+	p.free_slots = window - busy - nwaiting - nfresh;
 	if (nwaiting + nfresh > 0 || p.free_slots <= 0)
 		return;					/* sends first */
 	pgstat_report_activity(STATE_RUNNING, "picking status checks");
@@ -2311,7 +2348,7 @@ claim_more(int64 now)
 {
 	int64		next_ms;
 	int			limit = Min(partoo_batch_size,
-							2 * partoo_max_in_flight - ninflight - nwaiting);
+							2 * window - ninflight - nwaiting);
 
 	(void) claim(limit, &next_ms);
 	next_claim_at = (next_ms == NEVER) ? NEVER : now + next_ms;
@@ -2370,7 +2407,7 @@ sleep_time(long results_wait)
 {
 	long		timeout = results_wait;
 
-	if (ninflight + nwaiting <= partoo_max_in_flight && next_claim_at != NEVER)
+	if (ninflight + nwaiting <= window && next_claim_at != NEVER)
 	{
 		long		c = (long) Max(0, next_claim_at - now_ms());
 
@@ -2443,12 +2480,88 @@ recover_from_error(void)
 	next_reconcile_at = now_ms() + ERROR_PAUSE_MS;
 }
 
-/* Show the number of requests in flight in partoo.worker_status() */
+/*
+ * Descriptors PostgreSQL holds beyond fd.c's max_safe_fds: fd.c's own
+ * reserve (NUM_RESERVED_FDS, 10) and those opened outside fd.c (standard
+ * streams, the postmaster pipe, latches, wait sets), with room to spare
+ * for libcurl's resolver pipes.
+ */
+#define FDS_BEYOND_SAFE 64
+
+/*
+ * Find how many sockets this process can open for requests (fd_room):
+ * raise the soft open-file limit as far as the cap needs and the hard
+ * limit allows, count what fd.c does not keep for PostgreSQL's files
+ * (max_safe_fds), and if that is short of the cap, take part of fd.c's
+ * share as external descriptors (ReserveExternalFD, as postgres_fdw does
+ * for its connections: fd.c then keeps fewer files open), at most a third
+ * of it.  Logged when the room bounds the window below the cap.  Called
+ * at start and when the settings change (the cap may have).
+ */
+static void
+size_fd_room(void)
+{
+	struct rlimit rl;
+	int64		want = (int64) max_safe_fds + FDS_BEYOND_SAFE + partoo_max_in_flight;
+	int64		room;
+	int			before = fd_room;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		rl.rlim_cur = rl.rlim_max = RLIM_INFINITY;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t) want &&
+		(rl.rlim_max == RLIM_INFINITY || rl.rlim_cur < rl.rlim_max))
+	{
+		struct rlimit raised = rl;
+
+		raised.rlim_cur = (rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (rlim_t) want) ?
+			(rlim_t) want : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			rl = raised;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t) want)
+		room = partoo_max_in_flight;
+	else
+		room = (int64) rl.rlim_cur - max_safe_fds - FDS_BEYOND_SAFE;
+	room = Max(room, 0);
+	while (room + fds_reserved < partoo_max_in_flight && fds_reserved < max_safe_fds / 3)
+	{
+		ReserveExternalFD();
+		fds_reserved++;
+	}
+	fd_room = (int) Max(room + fds_reserved, 1);
+	partoo_http_set_max_connections(Min(fd_room, partoo_max_in_flight));
+	if (fd_room < partoo_max_in_flight && fd_room != before)
+		ereport(LOG,
+				(errmsg("partoo worker can have at most %d requests in flight, fewer than partoo.max_in_flight (%d)",
+						fd_room, partoo_max_in_flight),
+				 errdetail("The open-file limit is %lld (hard limit %lld), and PostgreSQL keeps up to %d files open.",
+						   rl.rlim_cur == RLIM_INFINITY ? -1LL : (long long) rl.rlim_cur,
+						   rl.rlim_max == RLIM_INFINITY ? -1LL : (long long) rl.rlim_max,
+						   max_safe_fds),
+				 errhint("Raise the open-file limit of the server (LimitNOFILE in its systemd unit, or ulimit -n), or lower max_files_per_process.")));
+	update_window();
+}
+
+/* Size the window for what the accounts need at the latency observed */
+static void
+update_window(void)
+{
+	window = partoo_window_size(accounts_per_second, any_unlimited,
+								partoo_latency_us(&latency),
+								partoo_max_in_flight, fd_room);
+}
+
+/*
+ * Show the requests in flight, the window and the latency in
+ * partoo.worker_status()
+ */
 static void
 publish_in_flight(void)
 {
 	SpinLockAcquire(&slot->mutex);
 	slot->in_flight = ninflight + rflight.n;
+	slot->window = window;
+	slot->latency_us = latency.samples > 0 ? partoo_latency_us(&latency) : -1;
 	SpinLockRelease(&slot->mutex);
 }
 

@@ -156,6 +156,9 @@ my $same_as_fresh = sub {
 };
 # the whole install script of 0.3 stays as released
 $same_as_fresh->('fresh03', '0.3');
+# and so does 0.4's
+$node->safe_psql('postgres', "ALTER EXTENSION partoo UPDATE TO '0.4'");
+$same_as_fresh->('fresh04', '0.4');
 
 # then up to the default version, through every later upgrade script
 $node->safe_psql('postgres', 'ALTER EXTENSION partoo UPDATE');
@@ -177,6 +180,12 @@ is($node->safe_psql('postgres', "SELECT count(*) > 100 FROM partoo.reconcile"), 
 like($node->safe_psql('postgres', "SELECT pg_get_function_arguments('partoo.worker_status'::regproc)"),
 	qr/reconcile_requests bigint, OUT reconcile_applied bigint, OUT reconcile_rate_limited bigint/,
 	'partoo.worker_status() has the reconciliation counters');
+# 0.5: the window the worker sized for itself, and the latency it observed
+like($node->safe_psql('postgres', "SELECT pg_get_function_arguments('partoo.worker_status'::regproc)"),
+	qr/OUT window_size integer, OUT latency_ms double precision/,
+	'partoo.worker_status() has the window and the latency (0.5)');
+ok(wait_for($node, "SELECT window_size > 0 AND latency_ms > 0 FROM partoo.worker_status() WHERE pid IS NOT NULL", 30),
+	'and shows them for the running worker');
 
 # 0.3, the worker's robustness (issue 12), on the upgraded database with its rows
 is($node->safe_psql('postgres', "SELECT pg_get_function_result('partoo.worker_status'::regproc) LIKE '%loops%'"),

@@ -17,6 +17,7 @@
 #include "core/api.h"
 #include "core/message.h"
 #include "core/ratelimit.h"
+#include "core/window.h"
 #include "unit.h"
 
 #include <limits.h>
@@ -1571,6 +1572,59 @@ greedy(int per_minute, int burst, int64_t start, int64_t duration_ms,
 	partoo_ratelimit_free(rl);
 }
 
+/*
+ * The in-flight window (window.c): Little's law over the limited accounts
+ * with its margin, the cap and the sockets bounding it, the latency's
+ * estimate following the samples.
+ */
+static void
+test_window(void)
+{
+	PartooLatency l;
+	int			i;
+
+	partoo_latency_init(&l);
+	unit_check_int(partoo_latency_us(&l), PARTOO_LATENCY_INITIAL_US,
+				   "no sample yet: the initial guess");
+	partoo_latency_add(&l, 100000);
+	partoo_latency_add(&l, 300000);
+	unit_check_int(partoo_latency_us(&l), 200000, "first samples: their mean");
+	partoo_latency_add(&l, -5);
+	unit_check_int(partoo_latency_us(&l), 200000, "a negative sample is ignored");
+	for (i = 0; i < 400; i++)
+		partoo_latency_add(&l, 50000);
+	unit_check(llabs(partoo_latency_us(&l) - 50000) < 100,
+			   "the estimate follows a new latency (%lld us)",
+			   (long long) partoo_latency_us(&l));
+	for (i = 0; i < 100; i++)
+		partoo_latency_add(&l, 50000 + (i % 2 ? 10000 : -10000));
+	unit_check(llabs(partoo_latency_us(&l) - 50000) < 1000,
+			   "a spread around the mean keeps it (%lld us)",
+			   (long long) partoo_latency_us(&l));
+
+	/* 200 accounts at 300/minute over a 200 ms API: 1,000/s x 0.2 s x 1.5 + 8 */
+	unit_check_int(partoo_window_size(200 * 5.0, false, 200000, 1000, 100000), 308,
+				   "200 accounts x 5/s at 200 ms: 308 slots");
+	unit_check_int(partoo_window_size(200 * 5.0, false, 200000, 64, 100000), 64,
+				   "never more than the cap");
+	unit_check_int(partoo_window_size(200 * 5.0, false, 200000, 1000, 100), 100,
+				   "never more than the sockets left");
+	unit_check_int(partoo_window_size(200 * 5.0, false, 200000, 1000, 0), 1,
+				   "no socket left still gives one slot");
+	unit_check_int(partoo_window_size(5.0, false, 1000, 1000, 100000), 9,
+				   "one account on loopback: the spare slots");
+	unit_check_int(partoo_window_size(0, false, 200000, 1000, 100000), PARTOO_WINDOW_SPARE,
+				   "no limited account: the spare slots");
+	unit_check_int(partoo_window_size(5.0, true, 200000, 500, 100000), 500,
+				   "an unlimited account takes the cap");
+	unit_check_int(partoo_window_size(5.0, true, 200000, 500, 300), 300,
+				   "an unlimited account within the sockets left");
+	unit_check_int(partoo_window_size(200 * 5.0, false, PARTOO_LATENCY_INITIAL_US, 1000, 100000), 1000,
+				   "before any answer: the guess of 1 s asks for more, up to the cap");
+	unit_check_int(partoo_window_size(-3, false, -1, 10, 10), PARTOO_WINDOW_SPARE,
+				   "negative inputs count as 0");
+}
+
 static void
 test_ratelimit(void)
 {
@@ -1839,6 +1893,7 @@ main(void)
 	test_retry_after();
 	test_backoff();
 	test_ratelimit();
+	test_window();
 	test_fuzz_findings();
 	return unit_done();
 }
