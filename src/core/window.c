@@ -45,7 +45,7 @@ int64_t
 partoo_latency_us(const PartooLatency *l)
 {
 	if (l->samples == 0)
-		return PARTOO_LATENCY_INITIAL_US;
+		return PARTOO_LATENCY_UNKNOWN;
 	return (int64_t) llround(l->mean_us);
 }
 
@@ -60,10 +60,10 @@ partoo_window_size(double per_second, bool any_unlimited, int64_t latency_us,
 		limit = 1;
 	if (any_unlimited)
 		return limit;
+	if (latency_us < 0)
+		return PARTOO_WINDOW_INITIAL < limit ? PARTOO_WINDOW_INITIAL : limit;
 	if (per_second < 0)
 		per_second = 0;
-	if (latency_us < 0)
-		latency_us = 0;
 	need = ceil(per_second * ((double) latency_us / 1e6) * WINDOW_MARGIN) +
 		PARTOO_WINDOW_SPARE;
 	return need < (double) limit ? (int) need : limit;

@@ -26,8 +26,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Latency assumed before any request has been answered */
-#define PARTOO_LATENCY_INITIAL_US 1000000
+/* The latency before any request has been answered: not known yet */
+#define PARTOO_LATENCY_UNKNOWN (-1)
+/*
+ * The window of limited accounts while the latency is not known: the old
+ * fixed window, so that a worker never opens hundreds of connections on
+ * a guess; the first answers size it.
+ */
+#define PARTOO_WINDOW_INITIAL 64
 /* Slots a window keeps beyond what the rates need (and its least size) */
 #define PARTOO_WINDOW_SPARE 8
 
@@ -45,13 +51,14 @@ typedef struct PartooLatency
 extern void partoo_latency_init(PartooLatency *l);
 /* Add one answered request's duration; negative values are ignored */
 extern void partoo_latency_add(PartooLatency *l, int64_t elapsed_us);
-/* The estimate: the initial guess until a sample came */
+/* The estimate, or PARTOO_LATENCY_UNKNOWN until a sample came */
 extern int64_t partoo_latency_us(const PartooLatency *l);
 
 /*
  * The window for accounts whose limits add up to per_second requests a
  * second (0: none is limited), any_unlimited when an account has no
- * limit, at latency_us; at most cap and at most fd_room (the sockets the
+ * limit, at latency_us (PARTOO_LATENCY_UNKNOWN: PARTOO_WINDOW_INITIAL for
+ * the limited accounts); at most cap and at most fd_room (the sockets the
  * process can still open), at least 1.
  */
 extern int	partoo_window_size(double per_second, bool any_unlimited,

@@ -1620,26 +1620,30 @@ claim(int limit, int64 *next_ms)
 }
 
 /*
- * Start waiting jobs, oldest first, while slots are free.  NB: a finished
- * request keeps its slot until its outcome is recorded, so that no more
- * than partoo.max_in_flight messages are ever sent and not yet recorded:
- * those are the ones a crash sends twice.  (Measured: no slower, since
- * outcomes are recorded within RECORD_DELAY_MS anyway.)  Except an
- * outcome put off (its row held by another session, or its recording
- * failed): it gives its slot up, or a session that holds as many messages
- * as there are slots would stop all sending.
+ * Start waiting jobs, oldest first, while the window has room.  The
+ * window counts requests in flight: a finished request gives its slot
+ * back at once, so that the time its outcome waits to be recorded (up to
+ * RECORD_DELAY_MS and a commit) does not idle the slot; at a distance
+ * that wait was a sixth of each slot's time.  What a crash would send
+ * twice, the messages sent and not yet recorded, stays bounded: at most
+ * twice the window, counting the outcomes waiting.  An outcome put off
+ * (its row held by another session, or its recording failed) is not
+ * counted, or a session that holds that many messages would stop all
+ * sending.
  */
 static void
 start_waiting(void)
 {
 	int			started = 0;
 	int			busy = ninflight + rflight.n;
+	int			unrecorded = 0;
 	int			i;
 
 	for (i = 0; i < nresults; i++)
-		if (results[i]->record_tries == 0)
-			busy++;
-	while (started < nwaiting && busy + started < window)
+		if (results[i]->record_tries == 0 && !results[i]->recorded)
+			unrecorded++;
+	while (started < nwaiting && busy + started < window &&
+		   busy + unrecorded + started < 2 * window)
 	{
 		PartooJob		   *job = waiting[started++];
 

@@ -1584,8 +1584,8 @@ test_window(void)
 	int			i;
 
 	partoo_latency_init(&l);
-	unit_check_int(partoo_latency_us(&l), PARTOO_LATENCY_INITIAL_US,
-				   "no sample yet: the initial guess");
+	unit_check_int(partoo_latency_us(&l), PARTOO_LATENCY_UNKNOWN,
+				   "no sample yet: not known");
 	partoo_latency_add(&l, 100000);
 	partoo_latency_add(&l, 300000);
 	unit_check_int(partoo_latency_us(&l), 200000, "first samples: their mean");
@@ -1619,10 +1619,15 @@ test_window(void)
 				   "an unlimited account takes the cap");
 	unit_check_int(partoo_window_size(5.0, true, 200000, 500, 300), 300,
 				   "an unlimited account within the sockets left");
-	unit_check_int(partoo_window_size(200 * 5.0, false, PARTOO_LATENCY_INITIAL_US, 1000, 100000), 1000,
-				   "before any answer: the guess of 1 s asks for more, up to the cap");
-	unit_check_int(partoo_window_size(-3, false, -1, 10, 10), PARTOO_WINDOW_SPARE,
-				   "negative inputs count as 0");
+	unit_check_int(partoo_window_size(200 * 5.0, false, PARTOO_LATENCY_UNKNOWN, 1000, 100000),
+				   PARTOO_WINDOW_INITIAL,
+				   "before any answer: the initial window, not a guess of the need");
+	unit_check_int(partoo_window_size(200 * 5.0, false, PARTOO_LATENCY_UNKNOWN, 10, 100000), 10,
+				   "the initial window within the cap");
+	unit_check_int(partoo_window_size(5.0, true, PARTOO_LATENCY_UNKNOWN, 500, 100000), 500,
+				   "before any answer an unlimited account still takes the cap");
+	unit_check_int(partoo_window_size(-3, false, 200000, 10, 10), PARTOO_WINDOW_SPARE,
+				   "a negative rate counts as 0");
 }
 
 static void
