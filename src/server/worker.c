@@ -2493,14 +2493,23 @@ recover_from_error(void)
 #define FDS_BEYOND_SAFE 64
 
 /*
+ * Of fd.c's share for external descriptors (a third of max_safe_fds, what
+ * AcquireExternalFD grants), what the worker leaves to others in this
+ * process: the epoll set of every WaitEventSet, its own included, takes
+ * one, and AcquireExternalFD fails (EMFILE) past the share.
+ */
+#define FDS_EXTERNAL_KEEP 16
+
+/*
  * Find how many sockets this process can open for requests (fd_room):
  * raise the soft open-file limit as far as the cap needs and the hard
  * limit allows, count what fd.c does not keep for PostgreSQL's files
  * (max_safe_fds), and if that is short of the cap, take part of fd.c's
  * share as external descriptors (ReserveExternalFD, as postgres_fdw does
- * for its connections: fd.c then keeps fewer files open), at most a third
- * of it.  Logged when the room bounds the window below the cap.  Called
- * at start and when the settings change (the cap may have).
+ * for its connections: fd.c then keeps fewer files open), at most the
+ * third AcquireExternalFD grants, less FDS_EXTERNAL_KEEP.  Logged when
+ * the room bounds the window below the cap.  Called at start and when the
+ * settings change (the cap may have).
  */
 static void
 size_fd_room(void)
@@ -2527,7 +2536,8 @@ size_fd_room(void)
 	else
 		room = (int64) rl.rlim_cur - max_safe_fds - FDS_BEYOND_SAFE;
 	room = Max(room, 0);
-	while (room + fds_reserved < partoo_max_in_flight && fds_reserved < max_safe_fds / 3)
+	while (room + fds_reserved < partoo_max_in_flight &&
+		   fds_reserved < max_safe_fds / 3 - FDS_EXTERNAL_KEEP)
 	{
 		ReserveExternalFD();
 		fds_reserved++;
