@@ -58,13 +58,15 @@ partoo_window_size(double per_second, bool any_unlimited, int64_t latency_us,
 
 	if (limit < 1)
 		limit = 1;
-	if (any_unlimited)
-		return limit;
 	if (latency_us < 0)
 		return PARTOO_WINDOW_INITIAL < limit ? PARTOO_WINDOW_INITIAL : limit;
 	if (per_second < 0)
 		per_second = 0;
+	if (any_unlimited)
+		per_second += PARTOO_UNLIMITED_RATE;
 	need = ceil(per_second * ((double) latency_us / 1e6) * WINDOW_MARGIN) +
 		PARTOO_WINDOW_SPARE;
+	if (any_unlimited && need < PARTOO_WINDOW_INITIAL)
+		need = PARTOO_WINDOW_INITIAL;
 	return need < (double) limit ? (int) need : limit;
 }

@@ -11,8 +11,7 @@
  * to R requests a second, over an API that answers in L seconds, needs
  * R x L slots to use its whole allowance; the window is the sum of that
  * over the limited accounts, with a margin for the latency's spread.  An
- * account without a limit can use any number of slots, so with one of
- * those the window is the cap.  Either way the window never exceeds the
+ * account without a limit counts as PARTOO_UNLIMITED_RATE.  Either way the window never exceeds the
  * cap (partoo.max_in_flight) nor the number of sockets the process can
  * open.
  *
@@ -34,6 +33,14 @@
  * a guess; the first answers size it.
  */
 #define PARTOO_WINDOW_INITIAL 64
+/*
+ * The rate an account without a limit is taken to accept: about what one
+ * worker can send (the drain on loopback reaches some 10,000 a second), so
+ * that more slots would only be idle connections.  Such an account's share
+ * of the window is this rate x latency, and at least PARTOO_WINDOW_INITIAL
+ * (on loopback, where the latency is a millisecond).
+ */
+#define PARTOO_UNLIMITED_RATE 10000.0
 /* Slots a window keeps beyond what the rates need (and its least size) */
 #define PARTOO_WINDOW_SPARE 8
 
@@ -57,9 +64,9 @@ extern int64_t partoo_latency_us(const PartooLatency *l);
 /*
  * The window for accounts whose limits add up to per_second requests a
  * second (0: none is limited), any_unlimited when an account has no
- * limit, at latency_us (PARTOO_LATENCY_UNKNOWN: PARTOO_WINDOW_INITIAL for
- * the limited accounts); at most cap and at most fd_room (the sockets the
- * process can still open), at least 1.
+ * limit (it counts as PARTOO_UNLIMITED_RATE), at latency_us
+ * (PARTOO_LATENCY_UNKNOWN: PARTOO_WINDOW_INITIAL); at most cap and at
+ * most fd_room (the sockets the process can still open), at least 1.
  */
 extern int	partoo_window_size(double per_second, bool any_unlimited,
 							   int64_t latency_us, int cap, int fd_room);

@@ -1624,8 +1624,15 @@ test_window(void)
 				   "before any answer: the initial window, not a guess of the need");
 	unit_check_int(partoo_window_size(200 * 5.0, false, PARTOO_LATENCY_UNKNOWN, 10, 100000), 10,
 				   "the initial window within the cap");
-	unit_check_int(partoo_window_size(5.0, true, PARTOO_LATENCY_UNKNOWN, 500, 100000), 500,
-				   "before any answer an unlimited account still takes the cap");
+	unit_check_int(partoo_window_size(5.0, true, PARTOO_LATENCY_UNKNOWN, 500, 100000),
+				   PARTOO_WINDOW_INITIAL,
+				   "before any answer an unlimited account gets the initial window too");
+	unit_check_int(partoo_window_size(0, true, 1000, 1000, 100000), PARTOO_WINDOW_INITIAL,
+				   "an unlimited account on loopback (1 ms): the initial window, not the cap");
+	unit_check_int(partoo_window_size(0, true, 50000, 1000, 100000), 758,
+				   "an unlimited account at 50 ms: 10,000/s x 0.05 s x 1.5 + 8");
+	unit_check_int(partoo_window_size(1000.0, true, 50000, 1000, 100000), 833,
+				   "with limited accounts beside it: their rates add up");
 	unit_check_int(partoo_window_size(-3, false, 200000, 10, 10), PARTOO_WINDOW_SPARE,
 				   "a negative rate counts as 0");
 }
