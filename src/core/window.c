@@ -27,6 +27,8 @@ partoo_latency_init(PartooLatency *l)
 {
 	l->mean_us = 0;
 	l->samples = 0;
+	l->floor_now_us = -1;
+	l->floor_last_us = -1;
 }
 
 void
@@ -34,6 +36,13 @@ partoo_latency_add(PartooLatency *l, int64_t elapsed_us)
 {
 	if (elapsed_us < 0)
 		return;
+	if (l->samples % PARTOO_FLOOR_RUN == 0)
+	{
+		l->floor_last_us = l->floor_now_us;
+		l->floor_now_us = -1;
+	}
+	if (l->floor_now_us < 0 || elapsed_us < l->floor_now_us)
+		l->floor_now_us = elapsed_us;
 	l->samples++;
 	if (l->samples <= LATENCY_WARMUP)
 		l->mean_us += ((double) elapsed_us - l->mean_us) / (double) l->samples;
@@ -49,9 +58,19 @@ partoo_latency_us(const PartooLatency *l)
 	return (int64_t) llround(l->mean_us);
 }
 
+int64_t
+partoo_latency_floor_us(const PartooLatency *l)
+{
+	if (l->samples == 0)
+		return PARTOO_LATENCY_UNKNOWN;
+	if (l->floor_last_us >= 0 && l->floor_last_us < l->floor_now_us)
+		return l->floor_last_us;
+	return l->floor_now_us;
+}
+
 int
 partoo_window_size(double per_second, bool any_unlimited, int64_t latency_us,
-				   int cap, int fd_room)
+				   int64_t floor_us, int cap, int fd_room)
 {
 	double		need;
 	int			limit = cap < fd_room ? cap : fd_room;
@@ -62,10 +81,12 @@ partoo_window_size(double per_second, bool any_unlimited, int64_t latency_us,
 		return PARTOO_WINDOW_INITIAL < limit ? PARTOO_WINDOW_INITIAL : limit;
 	if (per_second < 0)
 		per_second = 0;
+	if (floor_us < 0 || floor_us > latency_us)
+		floor_us = latency_us;
+	need = per_second * ((double) latency_us / 1e6);
 	if (any_unlimited)
-		per_second += PARTOO_UNLIMITED_RATE;
-	need = ceil(per_second * ((double) latency_us / 1e6) * WINDOW_MARGIN) +
-		PARTOO_WINDOW_SPARE;
+		need += PARTOO_UNLIMITED_RATE * ((double) floor_us / 1e6);
+	need = ceil(need * WINDOW_MARGIN) + PARTOO_WINDOW_SPARE;
 	if (any_unlimited && need < PARTOO_WINDOW_INITIAL)
 		need = PARTOO_WINDOW_INITIAL;
 	return need < (double) limit ? (int) need : limit;

@@ -37,7 +37,8 @@
  * The rate an account without a limit is taken to accept: about what one
  * worker can send (the drain on loopback reaches some 10,000 a second), so
  * that more slots would only be idle connections.  Such an account's share
- * of the window is this rate x latency, and at least PARTOO_WINDOW_INITIAL
+ * of the window is this rate x the latency's floor (see below), and at
+ * least PARTOO_WINDOW_INITIAL
  * (on loopback, where the latency is a millisecond).
  */
 #define PARTOO_UNLIMITED_RATE 10000.0
@@ -53,7 +54,13 @@ typedef struct PartooLatency
 {
 	double		mean_us;
 	int64_t		samples;
+	/* the least sample of this run of PARTOO_FLOOR_RUN and of the last one */
+	int64_t		floor_now_us;
+	int64_t		floor_last_us;
 } PartooLatency;
+
+/* samples in a run of the floor (the recent least latency) */
+#define PARTOO_FLOOR_RUN 256
 
 extern void partoo_latency_init(PartooLatency *l);
 /* Add one answered request's duration; negative values are ignored */
@@ -62,13 +69,24 @@ extern void partoo_latency_add(PartooLatency *l, int64_t elapsed_us);
 extern int64_t partoo_latency_us(const PartooLatency *l);
 
 /*
+ * The floor: the least of the last 256 to 512 samples, or
+ * PARTOO_LATENCY_UNKNOWN.  An answer that comes while the worker is busy
+ * with the database is seen late, so a busy worker observes a longer
+ * mean latency than the API's; the floor is the API's own.  It sizes the
+ * share of accounts without a limit, whose window would otherwise grow
+ * with the worker's own load (more requests in flight, more load).
+ */
+extern int64_t partoo_latency_floor_us(const PartooLatency *l);
+
+/*
  * The window for accounts whose limits add up to per_second requests a
  * second (0: none is limited), any_unlimited when an account has no
- * limit (it counts as PARTOO_UNLIMITED_RATE), at latency_us
+ * limit (it counts as PARTOO_UNLIMITED_RATE, at floor_us), at latency_us
  * (PARTOO_LATENCY_UNKNOWN: PARTOO_WINDOW_INITIAL); at most cap and at
  * most fd_room (the sockets the process can still open), at least 1.
  */
 extern int	partoo_window_size(double per_second, bool any_unlimited,
-							   int64_t latency_us, int cap, int fd_room);
+							   int64_t latency_us, int64_t floor_us,
+							   int cap, int fd_room);
 
 #endif							/* PARTOO_CORE_WINDOW_H */

@@ -2562,6 +2562,7 @@ update_window(void)
 {
 	window = partoo_window_size(accounts_per_second, any_unlimited,
 								partoo_latency_us(&latency),
+								partoo_latency_floor_us(&latency),
 								partoo_max_in_flight, fd_room);
 }
 

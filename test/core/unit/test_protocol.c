@@ -1603,37 +1603,57 @@ test_window(void)
 			   (long long) partoo_latency_us(&l));
 
 	/* 200 accounts at 300/minute over a 200 ms API: 1,000/s x 0.2 s x 1.5 + 8 */
-	unit_check_int(partoo_window_size(200 * 5.0, false, 200000, 1000, 100000), 308,
+	unit_check_int(partoo_window_size(200 * 5.0, false, 200000, -1, 1000, 100000), 308,
 				   "200 accounts x 5/s at 200 ms: 308 slots");
-	unit_check_int(partoo_window_size(200 * 5.0, false, 200000, 64, 100000), 64,
+	unit_check_int(partoo_window_size(200 * 5.0, false, 200000, -1, 64, 100000), 64,
 				   "never more than the cap");
-	unit_check_int(partoo_window_size(200 * 5.0, false, 200000, 1000, 100), 100,
+	unit_check_int(partoo_window_size(200 * 5.0, false, 200000, -1, 1000, 100), 100,
 				   "never more than the sockets left");
-	unit_check_int(partoo_window_size(200 * 5.0, false, 200000, 1000, 0), 1,
+	unit_check_int(partoo_window_size(200 * 5.0, false, 200000, -1, 1000, 0), 1,
 				   "no socket left still gives one slot");
-	unit_check_int(partoo_window_size(5.0, false, 1000, 1000, 100000), 9,
+	unit_check_int(partoo_window_size(5.0, false, 1000, -1, 1000, 100000), 9,
 				   "one account on loopback: the spare slots");
-	unit_check_int(partoo_window_size(0, false, 200000, 1000, 100000), PARTOO_WINDOW_SPARE,
+	unit_check_int(partoo_window_size(0, false, 200000, -1, 1000, 100000), PARTOO_WINDOW_SPARE,
 				   "no limited account: the spare slots");
-	unit_check_int(partoo_window_size(5.0, true, 200000, 500, 100000), 500,
+	unit_check_int(partoo_window_size(5.0, true, 200000, -1, 500, 100000), 500,
 				   "an unlimited account takes the cap");
-	unit_check_int(partoo_window_size(5.0, true, 200000, 500, 300), 300,
+	unit_check_int(partoo_window_size(5.0, true, 200000, -1, 500, 300), 300,
 				   "an unlimited account within the sockets left");
-	unit_check_int(partoo_window_size(200 * 5.0, false, PARTOO_LATENCY_UNKNOWN, 1000, 100000),
+	unit_check_int(partoo_window_size(200 * 5.0, false, PARTOO_LATENCY_UNKNOWN, -1, 1000, 100000),
 				   PARTOO_WINDOW_INITIAL,
 				   "before any answer: the initial window, not a guess of the need");
-	unit_check_int(partoo_window_size(200 * 5.0, false, PARTOO_LATENCY_UNKNOWN, 10, 100000), 10,
+	unit_check_int(partoo_window_size(200 * 5.0, false, PARTOO_LATENCY_UNKNOWN, -1, 10, 100000), 10,
 				   "the initial window within the cap");
-	unit_check_int(partoo_window_size(5.0, true, PARTOO_LATENCY_UNKNOWN, 500, 100000),
+	unit_check_int(partoo_window_size(5.0, true, PARTOO_LATENCY_UNKNOWN, -1, 500, 100000),
 				   PARTOO_WINDOW_INITIAL,
 				   "before any answer an unlimited account gets the initial window too");
-	unit_check_int(partoo_window_size(0, true, 1000, 1000, 100000), PARTOO_WINDOW_INITIAL,
+	unit_check_int(partoo_window_size(0, true, 1000, -1, 1000, 100000), PARTOO_WINDOW_INITIAL,
 				   "an unlimited account on loopback (1 ms): the initial window, not the cap");
-	unit_check_int(partoo_window_size(0, true, 50000, 1000, 100000), 758,
+	unit_check_int(partoo_window_size(0, true, 50000, -1, 1000, 100000), 758,
 				   "an unlimited account at 50 ms: 10,000/s x 0.05 s x 1.5 + 8");
-	unit_check_int(partoo_window_size(1000.0, true, 50000, 1000, 100000), 833,
+	unit_check_int(partoo_window_size(1000.0, true, 50000, -1, 1000, 100000), 833,
 				   "with limited accounts beside it: their rates add up");
-	unit_check_int(partoo_window_size(-3, false, 200000, 10, 10), PARTOO_WINDOW_SPARE,
+	unit_check_int(partoo_window_size(0, true, 80000, 1000, 1000, 100000), PARTOO_WINDOW_INITIAL,
+				   "an unlimited account sized at the floor (1 ms), not the busy mean (80 ms)");
+	unit_check_int(partoo_window_size(1000.0, true, 200000, 150000, 1000, 100000), 1000,
+				   "limited accounts at the mean, the unlimited one at the floor");
+	unit_check_int(partoo_window_size(1000.0, true, 50000, 5000, 1000, 100000), 158,
+				   "... 1,000/s x 50 ms + 10,000/s x 5 ms, x 1.5 + 8");
+
+	/* the floor: the least recent sample */
+	partoo_latency_init(&l);
+	unit_check_int(partoo_latency_floor_us(&l), PARTOO_LATENCY_UNKNOWN, "no floor before a sample");
+	partoo_latency_add(&l, 5000);
+	partoo_latency_add(&l, 900);
+	partoo_latency_add(&l, 7000);
+	unit_check_int(partoo_latency_floor_us(&l), 900, "the floor is the least sample");
+	for (i = 0; i < PARTOO_FLOOR_RUN; i++)
+		partoo_latency_add(&l, 50000);
+	unit_check_int(partoo_latency_floor_us(&l), 900, "and is kept for a run");
+	for (i = 0; i < PARTOO_FLOOR_RUN; i++)
+		partoo_latency_add(&l, 50000);
+	unit_check_int(partoo_latency_floor_us(&l), 50000, "then forgotten: the API got farther");
+	unit_check_int(partoo_window_size(-3, false, 200000, -1, 10, 10), PARTOO_WINDOW_SPARE,
 				   "a negative rate counts as 0");
 }
 
