@@ -9,7 +9,11 @@ use lib $ENV{PARTOO_REPO} . '/test/t';
 use PartooTest;
 
 my $mock = start_mock('--api-key', 'test-key');
-my $node = partoo_node('drain', $mock);
+# the cap at 64: the window on loopback is 64 unless the machine is so
+# busy that even the quickest answers take milliseconds (it is sized at
+# 10,000/s x the latency's floor), and the connections are checked
+# against the cap
+my $node = partoo_node('drain', $mock, 'partoo.max_in_flight = 64');
 
 ok(wait_for($node, "SELECT count(*) = 1 FROM partoo.worker_status() WHERE pid IS NOT NULL", 30),
 	'worker is running');
@@ -46,7 +50,7 @@ for my $line (split /\n/, $rows)
 is($mismatch, 0, 'every recorded partoo_id matches what the mock issued');
 
 my $conns = $stats->{connections};
-cmp_ok($conns, '<=', 64 + 8, "connections are reused ($conns for 10,000 requests)");
+cmp_ok($conns, '<=', 64 + 8, "connections are reused, at most the window's 64 (and a few) ($conns for 10,000 requests)");
 
 $node->stop;
 done_testing();
