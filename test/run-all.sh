@@ -163,12 +163,13 @@ stage_regress() {
 stage_tap() {
 	partoo_log "TAP tests"
 	make -s -C test/mock >/dev/null 2>&1 || { record tap 0 1; return; }
-	local t p=0 f=0 out rc
+	local t p=0 f=0 out rc t0
 	for t in test/t/${PARTOO_TAP:-*}.pl; do
 		[ -e "$t" ] || continue
 		case " ${PARTOO_TAP_SKIP:-} " in *" $(basename "$t" .pl) "*) continue ;; esac
 		out="$W/$(basename "$t" .pl).tap"
 		mkdir -p "$W/tap/$(basename "$t" .pl)"
+		t0=$(date +%s)
 		PERL5LIB="$PGXS_DIR/test/perl:$W/repo/test/t" \
 			PG_REGRESS="$PGXS_DIR/test/regress/pg_regress" \
 			PARTOO_REPO="$W/repo" TESTDIR="$W/tap/$(basename "$t" .pl)" \
@@ -178,7 +179,7 @@ stage_tap() {
 		tp=$(grep -cE '^ok ' "$out")
 		tf=$(grep -cE '^not ok ' "$out")
 		[ "$rc" != 0 ] && [ "$tf" = 0 ] && tf=1
-		echo "$t: $tp passed, $tf failed"
+		echo "$t: $tp passed, $tf failed ($(($(date +%s) - t0)) s)"
 		[ "$tf" != 0 ] && { grep -E '^not ok|^#' "$out" | head -n 60; tail -n 20 "$out"; }
 		p=$((p + tp)); f=$((f + tf))
 	done
