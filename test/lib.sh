@@ -10,15 +10,15 @@ PARTOO_DEB_PACKAGES="build-essential postgresql postgresql-server-dev-all \
 libcurl4-openssl-dev libcjson-dev libmicrohttpd-dev libssl-dev libpq-dev curl \
 libipc-run-perl openssl"
 PARTOO_DEB_FUZZ="clang libclang-rt-dev"
-PARTOO_DEB_TAP="valgrind"
+PARTOO_DEB_TAP="valgrind nginx"
 PARTOO_DEB_BENCH="wrk gnuplot-nox nginx"
 
 partoo_log() { printf '== %s\n' "$*" >&2; }
 
 # Install the Debian packages the build and the tests need (root only):
 # partoo_install_packages [STAGE...] adds the tools of the stages named
-# (fuzz and asan: clang; tap: valgrind, for TAP 070; bench: wrk, gnuplot,
-# nginx for HTTP/2 in scenario 10b).
+# (fuzz and asan: clang; tap: valgrind, for TAP 070, and nginx, for HTTP/2
+# in TAP 360; bench: wrk, gnuplot, nginx for HTTP/2 in scenario 10b).
 partoo_install_packages() {
 	local missing="" want=$PARTOO_DEB_PACKAGES stage
 	for stage in "$@"; do

@@ -103,6 +103,23 @@ partoo_http_define_gucs(void)
 
 static CURLM *multi = NULL;
 static long max_connections = 1024;	/* CURLMOPT_MAXCONNECTS */
+
+/*
+ * HTTP/2.  libcurl (7.88, at least) waits for a connection whose protocol
+ * is not known yet before opening another (CURLOPT_PIPEWAIT), but once a
+ * host is known to multiplex, every request that finds that host's
+ * connections full of streams opens a connection of its own: a window of
+ * 761 requests started at once opened 652 TLS connections to nginx, each
+ * used once.  So, while every answer has come over HTTP/2, the connections
+ * to a host are limited to what the window needs at H2_STREAMS_ASSUMED
+ * streams each (servers allow 100 to 256; nginx 128), and libcurl queues
+ * the requests beyond them onto the streams that free up.  One answer over
+ * HTTP/1.x lifts the limit for good: there each request needs a connection
+ * of its own.
+ */
+#define H2_STREAMS_ASSUMED 32
+static bool seen_http1 = false;
+static long host_connections = 0;	/* CURLMOPT_MAX_HOST_CONNECTIONS, 0: none */
 static int	epoll_fd = -1;
 static WaitEventSet *wait_set = NULL;
 static int64 curl_deadline_us = -1;	/* when libcurl wants its timer run */
@@ -228,6 +245,51 @@ ensure_agent(void)
 	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, max_connections);
+	if (host_connections > 0)
+		curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, host_connections);
+}
+
+/* Set or lift the limit on connections per host (see H2_STREAMS_ASSUMED) */
+static void
+set_host_connections(long n)
+{
+	if (n == host_connections)
+		return;
+	host_connections = n;
+	if (multi != NULL)
+		curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, n);
+}
+
+/* What the protocol of an answer says of the limit on connections per host */
+static void
+note_protocol(CURL *easy)
+{
+#if LIBCURL_VERSION_NUM >= 0x073200
+	long		version = 0;
+
+	if (seen_http1 ||
+		curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version) != CURLE_OK ||
+		version == 0)
+		return;
+	if (version == CURL_HTTP_VERSION_1_0 || version == CURL_HTTP_VERSION_1_1)
+	{
+		seen_http1 = true;
+		set_host_connections(0);
+	}
+	else
+		set_host_connections((max_connections + H2_STREAMS_ASSUMED - 1) /
+							 H2_STREAMS_ASSUMED + 1);
+#endif
+}
+
+/*
+ * The limit on connections per host now: 0 for none (HTTP/1.x seen, or no
+ * answer yet).  For tests and the worker's status.
+ */
+long
+partoo_http_host_connections(void)
+{
+	return host_connections;
 }
 
 /*
@@ -241,6 +303,9 @@ partoo_http_set_max_connections(long n)
 	max_connections = Max(n, 64);
 	if (multi != NULL)
 		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, max_connections);
+	if (host_connections > 0)
+		set_host_connections((max_connections + H2_STREAMS_ASSUMED - 1) /
+							 H2_STREAMS_ASSUMED + 1);
 }
 
 static size_t
@@ -676,6 +741,8 @@ collect_done(void)
 		}
 		if (code != CURLE_OK && req->errbuf[0] == '\0')
 			strlcpy(req->errbuf, curl_easy_strerror(code), sizeof(req->errbuf));
+		if (code == CURLE_OK)
+			note_protocol(easy);
 
 		curl_multi_remove_handle(multi, easy);
 		release_easy(easy, req->easy_generation);

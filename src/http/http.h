@@ -100,5 +100,6 @@ extern void partoo_http_perform(PartooHttpRequest *req);
 extern int64 partoo_monotonic_us(void);
 /* Idle connections kept open for reuse (at least 64) */
 extern void partoo_http_set_max_connections(long n);
+extern long partoo_http_host_connections(void);
 
 #endif							/* PARTOO_HTTP_H */
