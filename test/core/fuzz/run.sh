@@ -7,7 +7,7 @@
 # Each target is built with clang's libFuzzer, ASan and UBSan against the
 # protocol core (and the webhook parser, signature code and log redactor
 # once they exist), then run for FUZZ_SECONDS (default 60, but at most
-# 240 s over all targets) on a scratch copy of its seed corpus
+# 150 s over all targets, to keep CI within its time) on a scratch copy of its seed corpus
 # test/core/fuzz/corpus/NAME,
 # so generated inputs never land in the repository.  Builds, logs and
 # crash inputs go to FUZZ_WORK (default: a new temporary directory, kept
@@ -41,7 +41,7 @@ fi
 if [ -n "${FUZZ_SECONDS:-}" ]; then
 	seconds=$FUZZ_SECONDS
 else
-	seconds=$((240 / ${#targets[@]}))
+	seconds=$((150 / ${#targets[@]}))
 	[ "$seconds" -gt 60 ] && seconds=60
 fi
 
