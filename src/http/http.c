@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * http.c
- *		The HTTP client: libcurl easy handles driven by one multi handle per
- *		process, waited on together with the process latch.
+ *		The HTTP client: libcurl easy handles driven by a process's multi
+ *		handles, waited on together with the process latch.
  *
  * This is the only file that includes curl.  Both the synchronous SQL
  * functions and the background worker go through it, so that timeouts,
@@ -17,7 +17,7 @@
  * signal handler sets the latch), and for new work in the worker, without
  * any polling interval.
  *
- * Ownership: the multi handle, the epoll descriptor and the wait set are
+ * Ownership: the multi handles, the epoll descriptor and the wait set are
  * process-local statics created on first use and kept for the life of the
  * process, so connections stay alive between calls.  Easy handles are
  * kept too, in a small pool: a finished transfer's handle serves the next
@@ -101,28 +101,74 @@ partoo_http_define_gucs(void)
 							NULL, NULL, NULL);
 }
 
-static CURLM *multi = NULL;
+/*
+ * Two multi handles, each with its own connections: AGENT_PLAIN for hosts
+ * not known to speak HTTP/2, AGENT_H2 for those whose last answer came
+ * over HTTP/2.  libcurl (7.88, at least) waits for a connection whose
+ * protocol is not known yet before opening another (CURLOPT_PIPEWAIT), but
+ * once a host is known to multiplex, every request that finds that host's
+ * connections full of streams opens a connection of its own: a window of
+ * 761 requests opened 652 TLS connections to nginx, each used once.  So the
+ * HTTP/2 handle limits the connections per host to what the largest window
+ * needs at H2_STREAMS_ASSUMED streams each (servers allow 100 to 256,
+ * nginx 128), and libcurl queues the requests beyond them onto the streams
+ * that free up.  The limit is per multi handle, which is why HTTP/1.x hosts,
+ * where each request in flight needs a connection, have a handle of their
+ * own.  A host moves to AGENT_H2 at an answer over HTTP/2 (the connection
+ * that answer came over is not carried over: one extra), and back at an
+ * answer over HTTP/1.x.
+ *
+ * Until a host has answered, its protocol is not known, and the same
+ * burst of connections would happen on the plain handle when a large
+ * window is started at once towards a host that turns out to speak
+ * HTTP/2 (a new account's, with the window already sized for others).  So
+ * one request goes first (the probe) and the others to that host wait,
+ * attached to no handle, until its answer says which handle they go to, or
+ * until it ends without one (then they all go to the plain handle, as they
+ * would have).  They wait on their connect deadline like any request still
+ * connecting.
+ */
+#define AGENT_PLAIN 0
+#define AGENT_H2 1
+#define N_AGENTS 2
+#define H2_STREAMS_ASSUMED 32
+#define MAX_ORIGINS 32
+static CURLM *multis[N_AGENTS];
+static int64 curl_deadline_us[N_AGENTS] = {-1, -1};	/* libcurl's timers */
 static long max_connections = 1024;	/* CURLMOPT_MAXCONNECTS */
+typedef enum
+{
+	PROTO_UNKNOWN = 0,
+	PROTO_HTTP1,
+	PROTO_HTTP2
+} OriginProto;
+typedef struct
+{
+	char	   *name;			/* "scheme://authority", malloc'd */
+	OriginProto proto;			/* of its last answer */
+	bool		probing;		/* a request to it is out, the others wait */
+} Origin;
+static Origin origins[MAX_ORIGINS];
+static int	n_origins = 0;
 
 /*
- * HTTP/2.  libcurl (7.88, at least) waits for a connection whose protocol
- * is not known yet before opening another (CURLOPT_PIPEWAIT), but once a
- * host is known to multiplex, every request that finds that host's
- * connections full of streams opens a connection of its own: a window of
- * 761 requests started at once opened 652 TLS connections to nginx, each
- * used once.  So, while every answer has come over HTTP/2, the connections
- * to a host are limited to what the window needs at H2_STREAMS_ASSUMED
- * streams each (servers allow 100 to 256; nginx 128), and libcurl queues
- * the requests beyond them onto the streams that free up.  One answer over
- * HTTP/1.x lifts the limit for good: there each request needs a connection
- * of its own.
+ * Keep up to max_connections idle connections on each handle, and let the
+ * HTTP/2 one open at most what max_connections requests need per host.
  */
-#define H2_STREAMS_ASSUMED 32
-static bool seen_http1 = false;
-static long host_connections = 0;	/* CURLMOPT_MAX_HOST_CONNECTIONS, 0: none */
+static void
+set_connection_limits(void)
+{
+	int			agent;
+
+	for (agent = 0; agent < N_AGENTS; agent++)
+		if (multis[agent] != NULL)
+			curl_multi_setopt(multis[agent], CURLMOPT_MAXCONNECTS, max_connections);
+	if (multis[AGENT_H2] != NULL)
+		curl_multi_setopt(multis[AGENT_H2], CURLMOPT_MAX_HOST_CONNECTIONS,
+						  (max_connections + H2_STREAMS_ASSUMED - 1) / H2_STREAMS_ASSUMED + 1);
+}
 static int	epoll_fd = -1;
 static WaitEventSet *wait_set = NULL;
-static int64 curl_deadline_us = -1;	/* when libcurl wants its timer run */
 static PartooHttpRequest *done_head = NULL;
 static PartooHttpRequest *done_tail = NULL;
 
@@ -168,7 +214,8 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 	}
 
 	memset(&ev, 0, sizeof(ev));
-	ev.data.fd = s;
+	/* the socket, and in the high half the multi handle it belongs to */
+	ev.data.u64 = ((uint64) (uintptr_t) userp << 32) | (uint32) s;
 	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
 		ev.events |= EPOLLIN;
 	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
@@ -185,7 +232,7 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 		if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev) != 0 &&
 			(errno != EEXIST || epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0))
 			return -1;
-		curl_multi_assign(multi, s, &epoll_fd);
+		curl_multi_assign(multis[(uintptr_t) userp], s, &epoll_fd);
 	}
 	else if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, s, &ev) != 0 &&
 			 (errno != ENOENT || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, s, &ev) != 0))
@@ -197,21 +244,25 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 static int
 timer_cb(CURLM *m, long timeout_ms, void *userp)
 {
+	uintptr_t	agent = (uintptr_t) userp;
+
 	if (timeout_ms < 0)
-		curl_deadline_us = -1;
+		curl_deadline_us[agent] = -1;
 	else
-		curl_deadline_us = partoo_monotonic_us() + (int64) timeout_ms * 1000;
+		curl_deadline_us[agent] = partoo_monotonic_us() + (int64) timeout_ms * 1000;
 	return 0;
 }
 
 /*
- * Create the process's multi handle, epoll set and wait set on first use.
+ * Create the process's multi handles, epoll set and wait set on first use.
  * Can ereport; on error nothing is left half made.
  */
 static void
 ensure_agent(void)
 {
-	if (multi != NULL)
+	uintptr_t	agent;
+
+	if (multis[N_AGENTS - 1] != NULL)
 		return;
 
 	if (epoll_fd < 0)
@@ -235,61 +286,26 @@ ensure_agent(void)
 		wait_set = set;
 	}
 
-	multi = curl_multi_init();
-	if (multi == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory"),
-				 errdetail("Could not create a libcurl multi handle.")));
-	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
-	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, max_connections);
-	if (host_connections > 0)
-		curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, host_connections);
-}
-
-/* Set or lift the limit on connections per host (see H2_STREAMS_ASSUMED) */
-static void
-set_host_connections(long n)
-{
-	if (n == host_connections)
-		return;
-	host_connections = n;
-	if (multi != NULL)
-		curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, n);
-}
-
-/* What the protocol of an answer says of the limit on connections per host */
-static void
-note_protocol(CURL *easy)
-{
-#if LIBCURL_VERSION_NUM >= 0x073200
-	long		version = 0;
-
-	if (seen_http1 ||
-		curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version) != CURLE_OK ||
-		version == 0)
-		return;
-	if (version == CURL_HTTP_VERSION_1_0 || version == CURL_HTTP_VERSION_1_1)
+	for (agent = 0; agent < N_AGENTS; agent++)
 	{
-		seen_http1 = true;
-		set_host_connections(0);
-	}
-	else
-		set_host_connections((max_connections + H2_STREAMS_ASSUMED - 1) /
-							 H2_STREAMS_ASSUMED + 1);
-#endif
-}
+		CURLM	   *m;
 
-/*
- * The limit on connections per host now: 0 for none (HTTP/1.x seen, or no
- * answer yet).  For tests and the worker's status.
- */
-long
-partoo_http_host_connections(void)
-{
-	return host_connections;
+		if (multis[agent] != NULL)
+			continue;
+		m = curl_multi_init();
+		if (m == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory"),
+					 errdetail("Could not create a libcurl multi handle.")));
+		curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, socket_cb);
+		curl_multi_setopt(m, CURLMOPT_SOCKETDATA, (void *) agent);
+		curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, timer_cb);
+		curl_multi_setopt(m, CURLMOPT_TIMERDATA, (void *) agent);
+		curl_multi_setopt(m, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+		multis[agent] = m;
+	}
+	set_connection_limits();
 }
 
 /*
@@ -301,11 +317,127 @@ void
 partoo_http_set_max_connections(long n)
 {
 	max_connections = Max(n, 64);
-	if (multi != NULL)
-		curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, max_connections);
-	if (host_connections > 0)
-		set_host_connections((max_connections + H2_STREAMS_ASSUMED - 1) /
-							 H2_STREAMS_ASSUMED + 1);
+	set_connection_limits();
+}
+
+/*
+ * The origin of a URL, "scheme://authority", into buf; false when it does
+ * not fit or the URL has no "://".
+ */
+static bool
+url_origin(const char *url, char *buf, size_t size)
+{
+	const char *p = strstr(url, "://");
+	size_t		len;
+
+	if (p == NULL)
+		return false;
+	p += 3;
+	len = (p - url) + strcspn(p, "/?#");
+	if (len >= size)
+		return false;
+	memcpy(buf, url, len);
+	buf[len] = '\0';
+	return true;
+}
+
+/*
+ * The index of url's origin in origins, added if new; -1 when it cannot be
+ * told or remembered (more than MAX_ORIGINS, out of memory): such a host
+ * is served by the plain handle, without a probe.
+ */
+static int
+origin_of(const char *url)
+{
+	char		name[512];
+	int			i;
+
+	if (!url_origin(url, name, sizeof(name)))
+		return -1;
+	for (i = 0; i < n_origins; i++)
+		if (strcmp(origins[i].name, name) == 0)
+			return i;
+	if (n_origins == MAX_ORIGINS || (origins[n_origins].name = strdup(name)) == NULL)
+		return -1;
+	origins[n_origins].proto = PROTO_UNKNOWN;
+	origins[n_origins].probing = false;
+	return n_origins++;
+}
+
+/* Attach a request to the multi handle its origin says; false on failure */
+static bool
+attach(PartooHttpRequest *req)
+{
+	req->agent = (req->origin >= 0 && origins[req->origin].proto == PROTO_HTTP2) ?
+		AGENT_H2 : AGENT_PLAIN;
+	req->waiting = false;
+	return curl_multi_add_handle(multis[req->agent], (CURL *) req->easy) == CURLM_OK;
+}
+
+static void fail_early(PartooHttpRequest *req, CURLcode code);
+static void unlink_running(PartooHttpRequest *req);
+
+/*
+ * The probe to origin o has ended (answered, failed, timed out or
+ * aborted): attach the requests that waited for it.  Does not ereport.
+ * NB: may unlink requests from the running list.
+ */
+static void
+release_origin(int o)
+{
+	PartooHttpRequest *req;
+	PartooHttpRequest *next;
+
+	origins[o].probing = false;
+	for (req = running; req != NULL; req = next)
+	{
+		next = req->run_next;
+		if (!req->waiting || req->origin != o)
+			continue;
+		if (!attach(req))
+		{
+			curl_easy_cleanup((CURL *) req->easy);
+			req->easy = NULL;
+			unlink_running(req);
+			if (req->headers != NULL)
+			{
+				curl_slist_free_all((struct curl_slist *) req->headers);
+				req->headers = NULL;
+			}
+			fail_early(req, CURLE_FAILED_INIT);
+		}
+	}
+}
+
+/* Call when a request ends in any way: what its probe held back goes */
+static void
+probe_ended(PartooHttpRequest *req)
+{
+	if (!req->probe)
+		return;
+	req->probe = false;
+	release_origin(req->origin);
+}
+
+/* What the protocol of an answer says of its host (see AGENT_H2) */
+static void
+note_protocol(PartooHttpRequest *req, CURL *easy)
+{
+#if LIBCURL_VERSION_NUM >= 0x073200
+	long		version = 0;
+
+	if (req->origin < 0 ||
+		curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION, &version) != CURLE_OK ||
+		version == 0)
+		return;
+	origins[req->origin].proto =
+		(version == CURL_HTTP_VERSION_1_0 || version == CURL_HTTP_VERSION_1_1) ?
+		PROTO_HTTP1 : PROTO_HTTP2;
+#else
+	/* without CURLINFO_HTTP_VERSION: everything on the plain handle */
+	if (req->origin >= 0)
+		origins[req->origin].proto = PROTO_HTTP1;
+#endif
 }
 
 static size_t
@@ -562,10 +694,12 @@ partoo_http_abort(PartooHttpRequest *req)
 	if (req->easy != NULL)
 	{
 		/* NB: not back to the pool: it may be in the middle of a transfer */
-		curl_multi_remove_handle(multi, (CURL *) req->easy);
+		curl_multi_remove_handle(multis[req->agent], (CURL *) req->easy);
 		curl_easy_cleanup((CURL *) req->easy);
 		req->easy = NULL;
+		req->waiting = false;
 		unlink_running(req);
+		probe_ended(req);
 	}
 	if (req->headers != NULL)
 	{
@@ -638,6 +772,8 @@ partoo_http_start(PartooHttpRequest *req, int timeout_ms, int connect_timeout_ms
 	req->resp_len = 0;
 	req->elapsed_us = 0;
 	req->too_large = req->timed_out = req->connect_failed = false;
+	req->probe = req->waiting = false;
+	req->origin = -1;
 	req->timeout_ms = timeout_ms;
 	req->connect_timeout_ms = connect_timeout_ms;
 	req->deadline_us = attended_us + (int64) timeout_ms * 1000;
@@ -684,9 +820,29 @@ partoo_http_start(PartooHttpRequest *req, int timeout_ms, int connect_timeout_ms
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->errbuf);
 
-	if (curl_multi_add_handle(multi, easy) != CURLM_OK)
+	/* the first request to a host not answered yet goes alone (see above) */
+	req->origin = origin_of(req->url);
+	req->probe = false;
+	if (req->origin >= 0 && origins[req->origin].proto == PROTO_UNKNOWN)
+	{
+		if (origins[req->origin].probing)
+		{
+			req->waiting = true;
+			req->agent = AGENT_PLAIN;
+			link_running(req);
+			return;
+		}
+		origins[req->origin].probing = true;
+		req->probe = true;
+	}
+	if (!attach(req))
 	{
 		/* undo, leaving the request detached but alive */
+		if (req->probe)
+		{
+			req->probe = false;
+			origins[req->origin].probing = false;
+		}
 		curl_easy_cleanup(easy);
 		req->easy = NULL;
 		fail_early(req, CURLE_FAILED_INIT);
@@ -702,14 +858,26 @@ oom:
 	fail_early(req, CURLE_OUT_OF_MEMORY);
 }
 
+static void collect_done_of(CURLM *m);
+
 /* Move finished transfers from libcurl to our done list */
 static void
 collect_done(void)
 {
+	int			agent;
+
+	for (agent = 0; agent < N_AGENTS; agent++)
+		collect_done_of(multis[agent]);
+}
+
+/* ... from one multi handle */
+static void
+collect_done_of(CURLM *m)
+{
 	CURLMsg    *msg;
 	int			left;
 
-	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	while ((msg = curl_multi_info_read(m, &left)) != NULL)
 	{
 		PartooHttpRequest *req = NULL;
 		CURL	   *easy = msg->easy_handle;
@@ -742,9 +910,9 @@ collect_done(void)
 		if (code != CURLE_OK && req->errbuf[0] == '\0')
 			strlcpy(req->errbuf, curl_easy_strerror(code), sizeof(req->errbuf));
 		if (code == CURLE_OK)
-			note_protocol(easy);
+			note_protocol(req, easy);
 
-		curl_multi_remove_handle(multi, easy);
+		curl_multi_remove_handle(m, easy);
 		release_easy(easy, req->easy_generation);
 		req->easy = NULL;
 		unlink_running(req);
@@ -754,6 +922,7 @@ collect_done(void)
 			req->headers = NULL;
 		}
 		push_done(req);
+		probe_ended(req);
 	}
 }
 
@@ -770,9 +939,13 @@ expire_overdue(void)
 	PartooHttpRequest *req;
 	PartooHttpRequest *next;
 	int64		earliest = -1;
+	bool		release[MAX_ORIGINS];
+	bool		any_release = false;
+	int			o;
 
 	if (next_deadline_us < 0 || attended_us < next_deadline_us)
 		return;
+	memset(release, 0, sizeof(release));
 	for (req = running; req != NULL; req = next)
 	{
 		CURL	   *easy = (CURL *) req->easy;
@@ -782,7 +955,7 @@ expire_overdue(void)
 
 		next = req->run_next;
 		curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &sent);
-		connecting = (sent == 0);
+		connecting = (sent == 0 || req->waiting);
 		due = connecting ? Min(req->connect_deadline_us, req->deadline_us) : req->deadline_us;
 		if (attended_us < due)
 		{
@@ -791,10 +964,17 @@ expire_overdue(void)
 			continue;
 		}
 
-		curl_multi_remove_handle(multi, easy);
+		curl_multi_remove_handle(multis[req->agent], easy);
 		curl_easy_cleanup(easy);	/* mid-transfer: not back to the pool */
 		req->easy = NULL;
+		req->waiting = false;
 		unlink_running(req);
+		if (req->probe)
+		{
+			/* released after this loop, which release_origin would upset */
+			req->probe = false;
+			release[req->origin] = any_release = true;
+		}
 		if (req->headers != NULL)
 		{
 			curl_slist_free_all((struct curl_slist *) req->headers);
@@ -813,6 +993,9 @@ expire_overdue(void)
 		push_done(req);
 	}
 	next_deadline_us = earliest;
+	for (o = 0; any_release && o < n_origins; o++)
+		if (release[o])
+			release_origin(o);
 }
 
 /*
@@ -830,17 +1013,20 @@ partoo_http_wait(long timeout_ms)
 	int			i;
 	int			result = 0;
 	int			still_running;
+	int			agent;
 	long		wait_ms = timeout_ms;
 	int64		entered_us;
 
 	ensure_agent();
 	entered_us = partoo_monotonic_us();
 
-	if (curl_deadline_us >= 0)
+	for (agent = 0; agent < N_AGENTS; agent++)
 	{
-		int64		left = curl_deadline_us - entered_us;
+		int64		left = curl_deadline_us[agent] - entered_us;
 		long		left_ms = left <= 0 ? 0 : (long) ((left + 999) / 1000);
 
+		if (curl_deadline_us[agent] < 0)
+			continue;
 		if (wait_ms < 0 || left_ms < wait_ms)
 			wait_ms = left_ms;
 	}
@@ -893,14 +1079,20 @@ partoo_http_wait(long timeout_ms)
 				flags |= CURL_CSELECT_OUT;
 			if (ready[i].events & (EPOLLERR | EPOLLHUP))
 				flags |= CURL_CSELECT_ERR;
-			curl_multi_socket_action(multi, ready[i].data.fd, flags, &still_running);
+			curl_multi_socket_action(multis[ready[i].data.u64 >> 32],
+									 (curl_socket_t) (uint32) ready[i].data.u64,
+									 flags, &still_running);
 		}
 	}
 
-	if (curl_deadline_us >= 0 && partoo_monotonic_us() >= curl_deadline_us)
+	for (agent = 0; agent < N_AGENTS; agent++)
 	{
-		curl_deadline_us = -1;
-		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &still_running);
+		if (curl_deadline_us[agent] >= 0 &&
+			partoo_monotonic_us() >= curl_deadline_us[agent])
+		{
+			curl_deadline_us[agent] = -1;
+			curl_multi_socket_action(multis[agent], CURL_SOCKET_TIMEOUT, 0, &still_running);
+		}
 	}
 
 	collect_done();

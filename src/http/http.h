@@ -67,6 +67,10 @@ typedef struct PartooHttpRequest
 
 	/* private to http.c */
 	void	   *easy;
+	int			agent;			/* the multi handle it is attached to */
+	int			origin;			/* its host in http.c's table, or -1 */
+	bool		probe;			/* the first request to a new host */
+	bool		waiting;		/* attached to nothing until the probe ends */
 	uint32		easy_generation;	/* of the handle's fixed options */
 	void	   *headers;
 	int			timeout_ms;
@@ -100,6 +104,5 @@ extern void partoo_http_perform(PartooHttpRequest *req);
 extern int64 partoo_monotonic_us(void);
 /* Idle connections kept open for reuse (at least 64) */
 extern void partoo_http_set_max_connections(long n);
-extern long partoo_http_host_connections(void);
 
 #endif							/* PARTOO_HTTP_H */

@@ -6,9 +6,10 @@
 # connection.  libcurl opens a connection for every request that finds the
 # connections of a host known to multiplex full of streams: without a
 # limit, a window of 400 started at once opened hundreds of connections,
-# each used once.  The worker limits the connections per host while every
-# answer has come over HTTP/2 (max_in_flight / 32 + 1), and lifts the limit
-# at the first HTTP/1.x answer.  Skipped when nginx is not installed.
+# each used once.  The worker limits the connections to a host whose
+# answers come over HTTP/2 (max_in_flight / 32 + 1), and not those to a
+# host that speaks HTTP/1.1, whether that one answered before or after.
+# Skipped when nginx is not installed.
 use strict;
 use warnings;
 use Cwd;
@@ -25,7 +26,7 @@ my $cap = 400;
 my $limit = int(($cap + 31) / 32) + 1;
 my $tmp = Cwd::abs_path(PostgreSQL::Test::Utils::tempdir());
 system("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 "
-	  . "-addext subjectAltName=IP:127.0.0.1 -keyout $tmp/key.pem -out $tmp/cert.pem "
+	  . "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout $tmp/key.pem -out $tmp/cert.pem "
 	  . ">/dev/null 2>&1") == 0 or die "openssl failed";
 
 my $mock = start_mock('--api-key', 'test-key', '--api-key-prefix', 'key-', '--threads', '4');
@@ -91,21 +92,25 @@ my $node = partoo_node('http2', $mock,
 $node->safe_psql('postgres', qq{
 	INSERT INTO partoo.accounts (name, api_key, base_url, requests_per_minute) VALUES
 	  ('h2', 'key-h2', 'https://127.0.0.1:$port/v2', 0),
+	  ('h2-new', 'key-h2new', 'https://localhost:$port/v2', 0),
 	  ('h1', 'key-h1', '$far->{url}/v2', 0);
 });
 sleep(1);
 
-# distinct client connections nginx saw and the protocols of the requests
+# distinct client connections nginx saw and the protocols of the requests,
+# from line $from of its log on
 my $nginx_log = sub {
+	my ($from) = @_;
 	my (%conns, %protos);
-	for my $line (split /\n/, slurp_file("$tmp/nginx/access.log"))
+	my @lines = split /\n/, slurp_file("$tmp/nginx/access.log");
+	for my $line (@lines[ ($from // 0) .. $#lines ])
 	{
 		my ($proto, $conn, $status, $uri) = split ' ', $line;
 		next unless defined $uri && $uri eq '/v2/messages';
 		$conns{$conn}++;
 		$protos{$proto}++;
 	}
-	return (scalar(keys %conns), \%protos);
+	return (scalar(keys %conns), \%protos, scalar(@lines));
 };
 
 # the largest in_flight seen until $done_sql holds
@@ -126,6 +131,12 @@ my $watch = sub {
 	return ($max, 0);
 };
 
+# 0. an answer over HTTP/1.1 first, from another host (the limit used to be
+# lifted for every host by one)
+$node->safe_psql('postgres', "SELECT partoo_enqueue(12345, 'h1-first', account => 'h1')");
+ok(wait_for($node, "SELECT state = 'sent' FROM partoo.messages WHERE content = 'h1-first'", 60),
+	'a first message over HTTP/1.1');
+
 # 1. HTTP/2: a first message, so that the protocol is known, then a window
 # of $cap at once, over and over
 $node->safe_psql('postgres', "SELECT partoo_enqueue(12345, 'h2-first', account => 'h2')");
@@ -138,7 +149,7 @@ my ($max, $done) = $watch->(
 	"(SELECT count(*) FROM partoo.messages WHERE content LIKE 'h2-%' AND state = 'sent') = $n + 1", 120);
 ok($done, "all $n messages sent over HTTP/2");
 cmp_ok($max, '>', 128, "more requests in flight at once ($max) than one connection carries (128 streams)");
-my ($conns, $protos) = $nginx_log->();
+my ($conns, $protos, $lines) = $nginx_log->();
 is_deeply($protos, { 'HTTP/2.0' => $n + 1 }, 'every request was HTTP/2')
   or diag(explain($protos));
 cmp_ok($conns, '<=', $limit + 1,
@@ -146,18 +157,33 @@ cmp_ok($conns, '<=', $limit + 1,
 my $stats = mock_stats($behind);
 is($stats->{accepted_distinct_content}, $n + 1, 'each message accepted once');
 
-# 2. HTTP/1.1 after HTTP/2: the first answer lifts the limit, so the
-# requests in flight get a connection each
+# 1b. a host not answered yet, with the window already large: the first
+# request goes alone, and the others wait for its answer (else each would
+# open a connection before the protocol is known)
+my $m = 2000;
+$node->safe_psql('postgres',
+	"SELECT count(partoo_enqueue(12345, 'new-' || i, account => 'h2-new')) FROM generate_series(1, $m) i");
+($max, $done) = $watch->(
+	"(SELECT count(*) FROM partoo.messages WHERE content LIKE 'new-%' AND state = 'sent') = $m", 120);
+ok($done, "all $m messages to a new host sent");
+cmp_ok($max, '>', 128, "with more requests in flight at once ($max) than one connection carries");
+($conns, $protos) = $nginx_log->($lines);
+is_deeply($protos, { 'HTTP/2.0' => $m }, 'every request was HTTP/2') or diag(explain($protos));
+cmp_ok($conns, '<=', $limit + 1, "over at most $limit connections, plus the probe's ($conns)");
+is(mock_stats($behind)->{accepted_distinct_content}, $n + 1 + $m, 'each message accepted once');
+
+# 2. HTTP/1.1 again, after HTTP/2: the requests in flight get a connection
+# each
 $n = 1000;
 $node->safe_psql('postgres',
 	"SELECT count(partoo_enqueue(12345, 'h1-' || i, account => 'h1')) FROM generate_series(1, $n) i");
 ($max, $done) = $watch->(
-	"(SELECT count(*) FROM partoo.messages WHERE content LIKE 'h1-%' AND state = 'sent') = $n", 120);
+	"(SELECT count(*) FROM partoo.messages WHERE content LIKE 'h1-%' AND state = 'sent') = $n + 1", 120);
 ok($done, "all $n messages sent over HTTP/1.1");
 $stats = mock_stats($far);
-is($stats->{accepted_distinct_content}, $n, 'each message accepted once');
+is($stats->{accepted_distinct_content}, $n + 1, 'each message accepted once');
 cmp_ok($stats->{v2_connections}, '>', 2 * $limit,
-	"over HTTP/1.1 the limit is lifted: $stats->{v2_connections} connections, more than $limit");
+	"over HTTP/1.1 no such limit: $stats->{v2_connections} connections, more than $limit");
 cmp_ok($stats->{v2_connections}, '<=', $cap + 1, 'and no more than the window');
 
 is($node->safe_psql('postgres', "SELECT count(*) FROM partoo.messages WHERE state <> 'sent'"),
