@@ -16,7 +16,8 @@
 #   BENCH_BUDGET=800                  seconds the whole run may take; long
 #                                     scenarios are cut short to fit
 #   BENCH_PROFILE=1                   also perf-record the worker during the
-#                                     drain and keep pg_stat_statements
+#                                     drain (1) and scenario 11's drain, and
+#                                     keep pg_stat_statements
 #   BENCH_WEBHOOKD_ARGS="..."         more options for partoo-webhookd in
 #                                     scenario 8 (e.g. --batch-wait-ms 2)
 #   PARTOO_KEEP=1                     keep the temp directory (logs, data)
@@ -1080,6 +1081,12 @@ scenario_11() {
 	sleep 0.5
 	wpid=$(worker_pid)
 	base=$(worker_done)
+	local perf_pid=""
+	if [ -n "${BENCH_PROFILE:-}" ] && command -v perf >/dev/null; then
+		perf record -q -F 999 -g -p "$wpid" -o "$OUT/perf-s11.data" >/dev/null 2>&1 &
+		perf_pid=$!
+		BG_PIDS="$BG_PIDS $perf_pid"
+	fi
 	# enqueue: one statement, its own backend; the worker's CPU is read
 	# just before the commit, which wakes it
 	enq=$(qf <<-SQL
@@ -1103,6 +1110,15 @@ scenario_11() {
 	wcpu1=$(s11_ticks "$wpid")
 	l_drained=$(q "SELECT pg_current_wal_insert_lsn()")
 	c_work=$((wcpu1 - $(cat "$W/s11.wcpu0")))
+	if [ -n "$perf_pid" ]; then
+		kill -INT "$perf_pid" 2>/dev/null
+		wait "$perf_pid" 2>/dev/null
+		BG_PIDS=${BG_PIDS/ $perf_pid/}
+		perf report -i "$OUT/perf-s11.data" --stdio --children --sort symbol --percent-limit 1 \
+			>"$OUT/perf-s11.txt" 2>/dev/null
+		perf report -i "$OUT/perf-s11.data" --stdio --no-children --sort dso,symbol --percent-limit 0.5 \
+			-g none >"$OUT/perf-s11-self.txt" 2>/dev/null
+	fi
 	check_once 11 cost s11 $n
 	# one webhook per message: message_updated, status Success, as
 	# scenario 5 builds them, in calls of 1,000, one transaction each
