@@ -44,6 +44,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 /*
  * The extension's owner, looked up once per transaction (the extension
@@ -123,6 +124,39 @@ partoo_plan_once(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes,
 		if (SPI_keepplan(plan) != 0)
 			elog(ERROR, "SPI_keepplan failed");
 		*slot = plan;
+	}
+	return *slot;
+}
+
+/*
+ * Like partoo_plan_once with a generic plan, made again once it is older
+ * than max_age_ms (*made_at is when it was made; 0 at first).  For
+ * statements run many times a second whose planning costs as much as
+ * their execution, but whose best plan depends on the size of the tables
+ * they read: a generic plan is made once at the sizes of the moment (an
+ * empty outbox, say) and kept until a relcache invalidation, which
+ * autovacuum may be slow to bring; re-made every max_age_ms it follows
+ * the tables' sizes within that time, at a cost of one planning per
+ * max_age_ms instead of one per execution.
+ */
+SPIPlanPtr
+partoo_plan_fresh(SPIPlanPtr *slot, TimestampTz *made_at, const char *sql,
+				  int nargs, Oid *argtypes, int max_age_ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (*slot != NULL &&
+		TimestampDifferenceExceeds(*made_at, now, max_age_ms))
+	{
+		SPIPlanPtr	old = *slot;
+
+		*slot = NULL;
+		SPI_freeplan(old);
+	}
+	if (*slot == NULL)
+	{
+		partoo_plan_once(slot, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
+		*made_at = now;
 	}
 	return *slot;
 }

@@ -13,6 +13,7 @@
 
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "datatype/timestamp.h"
 
 typedef struct PartooStoreContext
 {
@@ -30,6 +31,10 @@ extern void partoo_store_end(PartooStoreContext *cxt);
 extern struct _SPI_plan *partoo_plan_once(struct _SPI_plan **slot,
 										  const char *sql, int nargs,
 										  Oid *argtypes, int cursor_options);
+extern struct _SPI_plan *partoo_plan_fresh(struct _SPI_plan **slot,
+										   TimestampTz *made_at,
+										   const char *sql, int nargs,
+										   Oid *argtypes, int max_age_ms);
 extern int	partoo_run_plan_latest(struct _SPI_plan *plan, Datum *args,
 								   const char *nulls);
 extern Datum partoo_make_array(Datum *elems, bool *nulls, int n, Oid elemtype);

@@ -12,11 +12,12 @@
 # check (every message sent exactly once) failed.
 #
 #   sudo make bench                   everything, in under 14 minutes on 2 cores
-#   sudo BENCH_ONLY="1 2" make bench  only some scenarios (1 2 3 3t 4 5 6 7 8 9 10 10b chart)
+#   sudo BENCH_ONLY="1 2" make bench  only some scenarios (1 2 3 3t 4 5 6 7 8 9 10 10b 11 chart)
 #   BENCH_BUDGET=800                  seconds the whole run may take; long
 #                                     scenarios are cut short to fit
 #   BENCH_PROFILE=1                   also perf-record the worker during the
-#                                     drain and keep pg_stat_statements
+#                                     drain (1) and scenario 11's drain, and
+#                                     keep pg_stat_statements
 #   BENCH_WEBHOOKD_ARGS="..."         more options for partoo-webhookd in
 #                                     scenario 8 (e.g. --batch-wait-ms 2)
 #   PARTOO_KEEP=1                     keep the temp directory (logs, data)
@@ -35,7 +36,7 @@ repo=$(cd "$here/../.." && pwd)
 
 # the order they run in; 5 needs the messages 3 sent, 7 takes what time is left
 # (9, 10 and 10b, at the API's real distance, are in scenario_real.sh)
-ALL_SCENARIOS="1 2 3 3t 5 6 8 4 9 10 10b chart 7"
+ALL_SCENARIOS="1 2 3 3t 5 11 6 8 4 9 10 10b chart 7"
 
 # Copy the results of a finished run from $1 into the source tree
 publish_results() {
@@ -1019,6 +1020,192 @@ scenario_chart() {
 	[ -s "$OUT/drain.dat" ] || return 0
 	gnuplot -e "datafile='$OUT/drain.dat'; outfile='$OUT/drain.png'; subtitle='$(awk -F'\t' '$1 == "cpus" { print $2 }' "$OUT/meta.tsv" | head -c 40), $(date -u +%Y-%m-%d)'" \
 		"$R/test/bench/drain.gp" 2>"$W/gnuplot.log" || cat "$W/gnuplot.log" >&2
+}
+
+# 11. Cost per message on the database server (issue 16, target 5): for
+# 20,000 messages, the WAL written and the CPU used over their whole life
+# (enqueue, the worker's claim + send + record, one webhook each), by step.
+# WAL: pg_current_wal_insert_lsn() before and after each step, with
+# full_page_writes and autovacuum off for the scenario, so that the figure
+# is the records' own bytes and not where the last checkpoint fell (with
+# full pages on, the first change of each page after a checkpoint adds up
+# to 8 kB); the step's records are summed by kind and relation with
+# pg_waldump (out/s11-wal-STEP.txt).  CPU: utime + stime from
+# /proc/PID/stat, of the worker for its step and of the bench's backend
+# (pg_backend_pid()) for the enqueue and the webhooks.  The baseline is the
+# median of runs of commit S11_BASE_COMMIT on the bench machine, quiet,
+# with BENCH_ONLY=11: after scenarios 1, 3 and 5 the tables are larger and
+# the same commit writes about 2 % more (more updates leave their page).
+S11_BASE_COMMIT=36426e4
+S11_BASE_WAL=3776
+S11_BASE_CPU=76.5
+
+# s11_ticks PID: utime + stime of PID, in clock ticks
+s11_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# s11_waldump STEP FROM_LSN TO_LSN: the WAL of a step, summed by record kind
+# and relation into $OUT/s11-wal-STEP.txt; prints the five largest as
+# "relation kind bytes/msg, ..."
+s11_waldump() {
+	local step=$1 from=$2 to=$3
+	pg_waldump -p "$W/data/pg_wal" -s "$from" -e "$to" 2>/dev/null |
+		awk -v n="$S11_N" -v map="$W/s11-relmap.tsv" '
+		BEGIN { FS = "\t"; while ((getline l < map) > 0) { split(l, f, "\t"); name[f[1]] = f[2] } FS = " " }
+		{
+			rmgr = $2
+			tot = $0; sub(/.*len \(rec\/tot\): *[0-9]+\/ */, "", tot); sub(/,.*/, "", tot)
+			op = $0; sub(/.*desc: /, "", op); sub(/ .*/, "", op); sub(/;$/, "", op)
+			rel = "-"
+			if (match($0, /rel [0-9]+\/[0-9]+\/[0-9]+/)) {
+				r = substr($0, RSTART + 4, RLENGTH - 4); split(r, p, "/")
+				rel = (p[3] in name) ? name[p[3]] : p[3]
+			}
+			k = rel " " rmgr "/" op
+			b[k] += tot; c[k]++; all += tot
+		}
+		END {
+			for (k in b) printf "%s\t%d\t%.1f\t%.2f\n", k, c[k], b[k] / n, c[k] / n
+			printf "TOTAL\t%d\t%.1f\n", NR, all / n
+		}' | sort -t"$(printf '\t')" -k3,3gr >"$OUT/s11-wal-$step.txt"
+	awk -F'\t' '$1 != "TOTAL" && ++k <= 5 { printf "%s%s %s B", (k > 1 ? ", " : ""), $1, $3 }' \
+		"$OUT/s11-wal-$step.txt"
+}
+
+# the settings are restored however s11_run ends
+scenario_11() {
+	local rc
+	s11_run
+	rc=$?
+	q "ALTER SYSTEM RESET full_page_writes" >/dev/null
+	q "ALTER SYSTEM RESET autovacuum" >/dev/null
+	q "SELECT pg_reload_conf()" >/dev/null
+	return $rc
+}
+
+s11_run() {
+	local n=20000 hz wpid base enq wcpu0 wcpu1 l_drained webhook
+	local w_enq w_work w_hook c_enq c_work c_hook w_all c_all applied verdict
+	S11_N=$n
+	hz=$(getconf CLK_TCK)
+	mock_reset
+	q "ALTER SYSTEM SET full_page_writes = off" >/dev/null
+	q "ALTER SYSTEM SET autovacuum = off" >/dev/null
+	q "SELECT pg_reload_conf()" >/dev/null
+	sleep 0.5
+	wpid=$(worker_pid)
+	base=$(worker_done)
+	local perf_pid=""
+	if [ -n "${BENCH_PROFILE:-}" ] && command -v perf >/dev/null; then
+		perf record -q -F 999 -g -p "$wpid" -o "$OUT/perf-s11.data" >/dev/null 2>&1 &
+		perf_pid=$!
+		BG_PIDS="$BG_PIDS $perf_pid"
+	fi
+	# enqueue: one statement, its own backend; the worker's CPU is read
+	# just before the commit, which wakes it
+	enq=$(qf <<-SQL
+	CHECKPOINT;
+	SELECT pg_backend_pid() \\g $W/s11.pid
+	\\! sh -c 'sed "s/.*) //" /proc/\$(cat $W/s11.pid)/stat' | awk '{ print \$12 + \$13 }' >$W/s11.cpu0
+	BEGIN;
+	SELECT pg_current_wal_insert_lsn() AS l0 \\gset
+	SELECT count(partoo_enqueue(12345, 's11-' || i)) FROM generate_series(1, $n) i \\g /dev/null
+	SELECT pg_current_wal_insert_lsn() AS l1 \\gset
+	\\! sed 's/.*) //' /proc/$wpid/stat | awk '{ print \$12 + \$13 }' >$W/s11.wcpu0
+	COMMIT;
+	\\! sh -c 'sed "s/.*) //" /proc/\$(cat $W/s11.pid)/stat' | awk '{ print \$12 + \$13 }' >$W/s11.cpu1
+	SELECT :'l0' || ' ' || :'l1';
+	SQL
+	) || return 1
+	set -- $enq
+	local l0=$1 l1=$2
+	c_enq=$(($(cat "$W/s11.cpu1") - $(cat "$W/s11.cpu0")))
+	wait_drained $((base + n)) "$(budget 120 60)" || return 1
+	wcpu1=$(s11_ticks "$wpid")
+	l_drained=$(q "SELECT pg_current_wal_insert_lsn()")
+	c_work=$((wcpu1 - $(cat "$W/s11.wcpu0")))
+	if [ -n "$perf_pid" ]; then
+		kill -INT "$perf_pid" 2>/dev/null
+		wait "$perf_pid" 2>/dev/null
+		BG_PIDS=${BG_PIDS/ $perf_pid/}
+		perf report -i "$OUT/perf-s11.data" --stdio --children --sort symbol --percent-limit 1 \
+			>"$OUT/perf-s11.txt" 2>/dev/null
+		perf report -i "$OUT/perf-s11.data" --stdio --no-children --sort dso,symbol --percent-limit 0.5 \
+			-g none >"$OUT/perf-s11-self.txt" 2>/dev/null
+	fi
+	check_once 11 cost s11 $n
+	# one webhook per message: message_updated, status Success, as
+	# scenario 5 builds them, in calls of 1,000, one transaction each
+	q "DROP TABLE IF EXISTS bench.hook_batches;
+	   CREATE TABLE bench.hook_batches AS
+	   SELECT batch, array_agg(payload ORDER BY id) AS payloads FROM (
+		SELECT (row_number() OVER (ORDER BY id) - 1) / 1000 AS batch, id,
+			  json_build_object('type', 'message_updated', 'payload', json_build_object(
+				'message', json_build_object('id', partoo_id, 'conversation_id', conversation_id,
+					'date', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+					'content_type', content_type, 'sender_type', 'User', 'sender_label', 'Bench',
+					'status', 'Success', 'is_deleted', false, 'content', content,
+					'user_id', 'bench-user', 'custom_channel', NULL),
+				'conversation', json_build_object('id', conversation_id, 'messaging_partner', 'Whatsapp'),
+				'org_id', 1))::text AS payload
+		 FROM partoo.messages WHERE content LIKE 's11-%' AND state = 'sent') h GROUP BY batch" >/dev/null || return 1
+	q "SELECT relfilenode || E'\t' || relname FROM pg_class WHERE relfilenode <> 0" >"$W/s11-relmap.tsv"
+	webhook=$(qf <<-SQL
+	SET partoo.webhook_require_signature = off;
+	SELECT pg_backend_pid() \\g $W/s11.pid
+	\\! sh -c 'sed "s/.*) //" /proc/\$(cat $W/s11.pid)/stat' | awk '{ print \$12 + \$13 }' >$W/s11.cpu0
+	SELECT pg_current_wal_insert_lsn() AS l2 \\gset
+	DO \$\$
+	DECLARE
+		b record;
+	BEGIN
+		FOR b IN SELECT payloads FROM bench.hook_batches ORDER BY batch LOOP
+			PERFORM count(*) FROM partoo_ingest_webhooks(b.payloads);
+			COMMIT;
+		END LOOP;
+	END \$\$;
+	SELECT pg_current_wal_insert_lsn() AS l3 \\gset
+	\\! sh -c 'sed "s/.*) //" /proc/\$(cat $W/s11.pid)/stat' | awk '{ print \$12 + \$13 }' >$W/s11.cpu1
+	SELECT :'l2' || ' ' || :'l3';
+	SQL
+	) || return 1
+	set -- $webhook
+	local l2=$1 l3=$2
+	c_hook=$(($(cat "$W/s11.cpu1") - $(cat "$W/s11.cpu0")))
+	applied=$(q "SELECT count(*) FROM partoo.messages WHERE content LIKE 's11-%'
+				  AND state = 'delivered' AND partoo_status = 'Success'")
+	q "DROP TABLE bench.hook_batches" >/dev/null
+	w_enq=$(q "SELECT pg_wal_lsn_diff('$l1', '$l0') / $n")
+	w_work=$(q "SELECT pg_wal_lsn_diff('$l_drained', '$l1') / $n")
+	w_hook=$(q "SELECT pg_wal_lsn_diff('$l3', '$l2') / $n")
+	w_all=$(calc "$w_enq + $w_work + $w_hook")
+	# ticks to microseconds per message
+	c_enq=$(calc "$c_enq * 1000000 / $hz / $n")
+	c_work=$(calc "$c_work * 1000000 / $hz / $n")
+	c_hook=$(calc "$c_hook * 1000000 / $hz / $n")
+	c_all=$(calc "$c_enq + $c_work + $c_hook")
+	local bw="" bc="" rw="" rc="" vw="" vc=""
+	if [ "$S11_BASE_WAL" != 0 ]; then
+		bw=$S11_BASE_WAL rw=$(calc "$w_all / $S11_BASE_WAL") vw=$(met "$rw" '<=' 0.67)
+		bc=$S11_BASE_CPU rc=$(calc "$c_work / $S11_BASE_CPU") vc=$(met "$rc" '<=' 0.67)
+	fi
+	record 11 cost "WAL per message, whole life ($n msgs; full_page_writes off)" "$(fmt1 "$w_all")" B \
+		"commit $S11_BASE_COMMIT, same bench" "$bw" "$rw" "ratio ≤ 0.67" "$vw" \
+		"enqueue $(fmt1 "$w_enq") + worker $(fmt1 "$w_work") + webhook $(fmt1 "$w_hook") B"
+	record 11 cost "worker CPU per message sent (claim + send + record)" "$(fmt1 "$c_work")" µs \
+		"commit $S11_BASE_COMMIT, same bench" "$bc" "$rc" "ratio ≤ 0.67" "$vc" \
+		"utime + stime of the worker over the drain, $hz ticks/s"
+	record 11 cost "  enqueue: WAL, backend CPU per message" "$(fmt1 "$w_enq")" B "" "" "" "" "" \
+		"$(fmt1 "$c_enq") µs; $(s11_waldump enqueue "$l0" "$l1")"
+	record 11 cost "  worker claim + send + record: WAL per message" "$(fmt1 "$w_work")" B "" "" "" "" "" \
+		"$(s11_waldump worker "$l1" "$l_drained")"
+	record 11 cost "  one webhook: WAL, backend CPU per message" "$(fmt1 "$w_hook")" B "" "" "" "" "" \
+		"$(fmt1 "$c_hook") µs; $(s11_waldump webhook "$l2" "$l3")"
+	record 11 cost "  whole life: database CPU per message (enqueue + worker + webhook)" "$(fmt1 "$c_all")" µs \
+		"" "" "" "" "" "informative"
+	verdict=OK
+	[ "$applied" = "$n" ] || { verdict=FAIL; checks_failed=$((checks_failed + 1)); }
+	record 11 cost "check: every webhook applied once" "$verdict" "" "" "" "" "" "$verdict" \
+		"$applied of $n messages delivered with status Success"
 }
 
 for s in $SCENARIOS; do
