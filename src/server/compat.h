@@ -60,6 +60,22 @@
  * 18 lets a module say its name and version in its magic block; they show
  * in pg_get_loaded_modules().
  */
+/*
+ * ExecutorRun lost its execute_once argument in PostgreSQL 18: a hook's
+ * parameters, and the call passing them on.
+ */
+#if PG_VERSION_NUM >= 180000
+#define PARTOO_EXECUTOR_RUN_PARAMS \
+	QueryDesc *queryDesc, ScanDirection direction, uint64 count
+#define PARTOO_EXECUTOR_RUN_CALL(fn) fn(queryDesc, direction, count)
+#else
+#define PARTOO_EXECUTOR_RUN_PARAMS \
+	QueryDesc *queryDesc, ScanDirection direction, uint64 count, \
+	bool execute_once
+#define PARTOO_EXECUTOR_RUN_CALL(fn) \
+	fn(queryDesc, direction, count, execute_once)
+#endif
+
 #if PG_VERSION_NUM >= 180000
 #define PARTOO_MODULE_MAGIC(ver) \
 	PG_MODULE_MAGIC_EXT(.name = "partoo", .version = (ver))
