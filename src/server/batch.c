@@ -3,7 +3,9 @@
  * batch.c
  *		The enqueue buffer: partoo_enqueue() and partoo.enqueue_trigger()
  *		calls kept in backend memory, then written as one set-based INSERT
- *		into partoo.messages and partoo.outbox.
+ *		into partoo.messages and partoo.outbox; and partoo_send()'s
+ *		recordings of the messages it has sent, written the same way into
+ *		partoo.messages and partoo.reconcile.
  *
  * One statement per call costs most of an enqueue (planning, executor
  * start and end, a command counter step); one statement for thousands of
@@ -31,6 +33,16 @@
  *	  table with the trigger);
  *	- PRE_COMMIT and PRE_PREPARE, the last net (AFTER triggers deferred
  *	  to commit fire before it; no trigger of partoo's tables is deferred).
+ *
+ * partoo_send's rows ("sent" rows; the POST is made during the call) are
+ * written by the same flushes, in a statement of their own, after which
+ * the webhook events waiting for their Partoo ids are applied.  While only
+ * sent rows wait, the end of a query and the start of one are flush
+ * points only for a top-level statement (exec_depth 0) and for a query
+ * with a table in its range table: no query can read a table without one,
+ * and a PL/pgSQL loop of "PERFORM partoo_send(...)" (a query per call)
+ * then writes 4,096 rows at a time instead of one.  partoo_send takes the
+ * one-row path (store.c) where the buffer cannot be used.
  *
  * A call with an idempotency key flushes the buffer and takes the one-row
  * path (store.c), which looks the key up; so does a call made while the
@@ -127,9 +139,9 @@ static int	nqueued = 0;		/* pending rows of partoo_enqueue */
 static bool pending_track = false;	/* sent rows pending get reconcile rows */
 
 /*
- * Queries, utility statements and executor finishes running (see
- * batch_ExecutorEnd): 0 in a top-level statement's ExecutorStart and
- * ExecutorEnd.
+ * Executor runs, executor finishes and utility statements in progress
+ * (see must_flush_in_query): 0 in a top-level statement's ExecutorStart
+ * and ExecutorEnd.
  */
 static int	exec_depth = 0;
 

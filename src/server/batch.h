@@ -2,8 +2,8 @@
  *
  * batch.h
  *		The enqueue buffer: partoo_enqueue() and partoo.enqueue_trigger()
- *		calls kept in backend memory and written as one set-based
- *		statement (batch.c).
+ *		calls, and partoo_send()'s recordings, kept in backend memory and
+ *		written as one set-based statement (batch.c).
  *
  * src/server/batch.h
  *
