@@ -41,7 +41,7 @@ OBJS = $(CORE_OBJS) $(HTTP_OBJS) $(SERVER_OBJS)
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 PGFILEDESC = "partoo - send messages through the Partoo API from PostgreSQL"
 
-REGRESS = 01_setup 02_validation 03_send 04_http_errors 05_retry 06_security 07_enqueue 08_worker_admin 09_webhooks 10_bad_input 11_privileges 12_reconcile
+REGRESS = 01_setup 02_validation 03_send 04_http_errors 05_retry 06_security 07_enqueue 08_worker_admin 09_webhooks 10_bad_input 11_privileges 12_reconcile 13_send_buffer
 # A temporary instance with the library preloaded (pg_cron's way), pointed
 # at the mock Partoo server on the port test/regress.conf names; when
 # MOCK_PORT names another one, test/regress-port.conf (made below, not

@@ -193,6 +193,16 @@ SELECT outcome, message_id = (SELECT id FROM partoo.messages WHERE partoo_id = :
        applied_at IS NOT NULL AS has_applied_at
   FROM partoo.events WHERE partoo_id = :next_id ORDER BY id;
 
+-- the same when the send is recorded later in the transaction, with others
+SELECT (partoo_test.stats()->>'last_message_id')::bigint + 2 AS next_id \gset
+SELECT partoo_ingest_webhook(partoo_test.pevent(:next_id, 'Success'));
+BEGIN;
+SELECT count(partoo_send(74, 'the webhook came first ' || i)) AS calls FROM generate_series(1, 3) i;
+SELECT content, state, partoo_status FROM partoo.messages WHERE partoo_id = :next_id;
+COMMIT;
+SELECT outcome, message_id = (SELECT id FROM partoo.messages WHERE partoo_id = :next_id) AS linked
+  FROM partoo.events WHERE partoo_id = :next_id;
+
 -- the same when the worker records the message it sent
 SELECT (partoo_test.stats()->>'last_message_id')::bigint + 1 AS next_id \gset
 SELECT partoo_ingest_webhook(partoo_test.pevent(:next_id, 'Failed'));

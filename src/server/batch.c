@@ -3,7 +3,9 @@
  * batch.c
  *		The enqueue buffer: partoo_enqueue() and partoo.enqueue_trigger()
  *		calls kept in backend memory, then written as one set-based INSERT
- *		into partoo.messages and partoo.outbox.
+ *		into partoo.messages and partoo.outbox; and partoo_send()'s
+ *		recordings of the messages it has sent, written the same way into
+ *		partoo.messages and partoo.reconcile.
  *
  * One statement per call costs most of an enqueue (planning, executor
  * start and end, a command counter step); one statement for thousands of
@@ -31,6 +33,16 @@
  *	  table with the trigger);
  *	- PRE_COMMIT and PRE_PREPARE, the last net (AFTER triggers deferred
  *	  to commit fire before it; no trigger of partoo's tables is deferred).
+ *
+ * partoo_send's rows ("sent" rows; the POST is made during the call) are
+ * written by the same flushes, in a statement of their own, after which
+ * the webhook events waiting for their Partoo ids are applied.  While only
+ * sent rows wait, the end of a query and the start of one are flush
+ * points only for a top-level statement (exec_depth 0) and for a query
+ * with a table in its range table: no query can read a table without one,
+ * and a PL/pgSQL loop of "PERFORM partoo_send(...)" (a query per call)
+ * then writes 4,096 rows at a time instead of one.  partoo_send takes the
+ * one-row path (store.c) where the buffer cannot be used.
  *
  * A call with an idempotency key flushes the buffer and takes the one-row
  * path (store.c), which looks the key up; so does a call made while the
@@ -78,6 +90,8 @@
 
 #include "server/batch.h"
 #include "server/db.h"
+#include "server/reconcile.h"
+#include "server/webhook.h"
 
 /* A call waiting to be written; varlenas have 4-byte headers */
 typedef struct BatchRow
@@ -98,10 +112,17 @@ typedef struct BatchRow
 	TimestampTz created_at;
 	TimestampTz send_at;
 	bool		has_send_at;
+	bool		sent;			/* partoo_send's: recorded sent, no outbox row */
+	int64		partoo_id;		/* sent rows: Partoo's id */
+	int32		http_status;	/* sent rows: the POST's status */
 } BatchRow;
 
-/* The columns of the INSERT (batch_columns), parameters $1 to $13 */
-#define BATCH_NARGS 13
+/*
+ * The columns of the INSERT (batch_columns), parameters $1 to $15; the
+ * last two only in the INSERT of sent rows.
+ */
+#define BATCH_NARGS 15
+#define BATCH_QUEUED_NARGS 13
 
 static MemoryContext batch_cxt = NULL;	/* under TopTransactionContext */
 static MemoryContext values_cxt = NULL; /* values of pending rows; reset by a flush */
@@ -114,6 +135,15 @@ static BatchRow **kept = NULL;	/* in batch_cxt */
 static int	nkept = 0;
 static int	maxkept = 0;
 static bool flushing = false;
+static int	nqueued = 0;		/* pending rows of partoo_enqueue */
+static bool pending_track = false;	/* sent rows pending get reconcile rows */
+
+/*
+ * Executor runs, executor finishes and utility statements in progress
+ * (see must_flush_in_query): 0 in a top-level statement's ExecutorStart
+ * and ExecutorEnd.
+ */
+static int	exec_depth = 0;
 
 /* Looked up once per transaction */
 static LocalTransactionId cache_lxid = InvalidLocalTransactionId;
@@ -125,7 +155,12 @@ static bool callbacks_registered = false;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
+static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 
+static int64 batch_add(PartooMessageInput *in, bool has_send_at,
+					   TimestampTz send_at, bool sent, int64 partoo_id,
+					   int32 http_status);
 static void batch_xact_callback(XactEvent event, void *arg);
 static void batch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 								   SubTransactionId parentSubid, void *arg);
@@ -141,6 +176,7 @@ batch_reset(void)
 	kept = NULL;
 	nkept = maxkept = 0;
 	flushing = false;
+	nqueued = 0;
 	cache_lxid = InvalidLocalTransactionId;
 	cached_username = NULL;
 }
@@ -295,6 +331,13 @@ batch_lookups(void)
 int64
 partoo_batch_add(PartooMessageInput *in, bool has_send_at, TimestampTz send_at)
 {
+	return batch_add(in, has_send_at, send_at, false, 0, 0);
+}
+
+static int64
+batch_add(PartooMessageInput *in, bool has_send_at, TimestampTz send_at,
+		  bool sent, int64 partoo_id, int32 http_status)
+{
 	BatchRow   *row;
 	int64		id;
 
@@ -330,12 +373,37 @@ partoo_batch_add(PartooMessageInput *in, bool has_send_at, TimestampTz send_at)
 	row->created_at = in->created_at;
 	row->send_at = send_at;
 	row->has_send_at = has_send_at;
+	row->sent = sent;
+	row->partoo_id = partoo_id;
+	row->http_status = http_status;
 	pending_bytes += copy_row_values(values_cxt, row);
 	npending++;
+	if (!sent)
+		nqueued++;
 
 	if (npending >= PARTOO_BATCH_ROWS || pending_bytes >= PARTOO_BATCH_BYTES)
 		partoo_batch_flush();
 	return id;
+}
+
+/*
+ * Buffer the recording of a message partoo_send has just sent (validated
+ * and POSTed by the caller): its row is written like a queued one, with
+ * state 'sent', Partoo's id and status 'Sending', and, when reconciliation
+ * is on, its partoo.reconcile row; the webhook events that were waiting
+ * for its Partoo id are applied then.  May flush.
+ */
+void
+partoo_batch_add_sent(PartooMessageInput *in, int64 partoo_id, long http_status)
+{
+	bool		track;
+
+	track = partoo_reconcile_after_ms > 0 && partoo_reconcile_available();
+	/* one statement per flush tracks all its sent rows or none */
+	if (npending > nqueued && track != pending_track)
+		partoo_batch_flush();
+	pending_track = track;
+	(void) batch_add(in, false, 0, true, partoo_id, (int32) http_status);
 }
 
 /* Keep a copy of a row written in a deeper subtransaction than its owner */
@@ -398,6 +466,8 @@ static const BatchColumn batch_columns[BATCH_NARGS] = {
 	{"created_by", TEXTOID, TEXTARRAYOID, false},
 	{"created_at", TIMESTAMPTZOID, TIMESTAMPTZARRAYOID, true},
 	{"send_at", TIMESTAMPTZOID, TIMESTAMPTZARRAYOID, true},
+	{"partoo_id", INT8OID, INT8ARRAYOID, true},
+	{"last_http_status", INT4OID, INT4ARRAYOID, true},
 };
 
 /* How a column is passed: see BatchColumn */
@@ -405,11 +475,22 @@ static const BatchColumn batch_columns[BATCH_NARGS] = {
 #define COL_CONST	'c'
 #define COL_NULL	'n'
 
-/* Plans by shape (one COL_* letter per column); the all-array one is the fallback */
-#define BATCH_MAX_PLANS 16
+/*
+ * What a flush writes, the last letter of a shape: queued rows and their
+ * outbox rows; sent rows; sent rows and their reconcile rows.
+ */
+#define KIND_QUEUED	'q'
+#define KIND_SENT	's'
+#define KIND_TRACKED 't'
+
+/*
+ * Plans by shape (one COL_* letter per column, then the KIND_*); the
+ * all-array one of each kind is the fallback
+ */
+#define BATCH_MAX_PLANS 32
 typedef struct BatchPlan
 {
-	char		shape[BATCH_NARGS + 1];
+	char		shape[BATCH_NARGS + 2];
 	SPIPlanPtr	plan;
 } BatchPlan;
 
@@ -478,6 +559,14 @@ row_value(BatchRow *r, int c, bool *isnull, const char **last_ct, Datum *ct,
 			if (!r->has_send_at)
 				break;
 			return TimestampTzGetDatum(r->send_at);
+		case 13:
+			if (!r->sent)
+				break;
+			return Int64GetDatum(r->partoo_id);
+		case 14:
+			if (!r->sent)
+				break;
+			return Int32GetDatum(r->http_status);
 	}
 	*isnull = (p == NULL);
 	return PointerGetDatum(p);
@@ -511,8 +600,11 @@ static SPIPlanPtr
 batch_plan(const char *shape)
 {
 	StringInfoData sql;
-	Oid			argtypes[BATCH_NARGS];
+	Oid			argtypes[BATCH_NARGS + 1];
 	SPIPlanPtr	plan = NULL;
+	char		kind = shape[BATCH_NARGS];
+	int			ncols = kind == KIND_QUEUED ? BATCH_QUEUED_NARGS : BATCH_NARGS;
+	int			nargs = ncols;
 	int			c;
 	int			i;
 	bool		first;
@@ -526,13 +618,17 @@ batch_plan(const char *shape)
 		elog(ERROR, "partoo: too many enqueue plans");
 
 	initStringInfo(&sql);
-	appendStringInfoString(&sql,
-						   "WITH m AS ("
-						   " INSERT INTO partoo.messages (");
-	for (c = 0; c < BATCH_NARGS; c++)
+	if (kind != KIND_SENT)
+		appendStringInfoString(&sql, "WITH m AS (");
+	appendStringInfoString(&sql, " INSERT INTO partoo.messages (");
+	for (c = 0; c < ncols; c++)
 		appendStringInfo(&sql, "%s, ", batch_columns[c].name);
-	appendStringInfoString(&sql, "state) OVERRIDING SYSTEM VALUE SELECT ");
-	for (c = 0; c < BATCH_NARGS; c++)
+	if (kind == KIND_QUEUED)
+		appendStringInfoString(&sql, "state) OVERRIDING SYSTEM VALUE SELECT ");
+	else
+		appendStringInfoString(&sql, "state, partoo_status, status_at, attempts,"
+							   " sent_at) OVERRIDING SYSTEM VALUE SELECT ");
+	for (c = 0; c < ncols; c++)
 	{
 		const char *typname = format_type_be(batch_columns[c].type);
 
@@ -545,9 +641,12 @@ batch_plan(const char *shape)
 		argtypes[c] = shape[c] == COL_ARRAY ? batch_columns[c].arraytype :
 			batch_columns[c].type;
 	}
-	appendStringInfoString(&sql, "'queued' FROM ROWS FROM (");
+	if (kind == KIND_QUEUED)
+		appendStringInfoString(&sql, "'queued' FROM ROWS FROM (");
+	else
+		appendStringInfoString(&sql, "'sent', 'Sending', now(), 1, now() FROM ROWS FROM (");
 	first = true;
-	for (c = 0; c < BATCH_NARGS; c++)
+	for (c = 0; c < ncols; c++)
 	{
 		if (shape[c] != COL_ARRAY)
 			continue;
@@ -556,70 +655,76 @@ batch_plan(const char *shape)
 	}
 	appendStringInfoString(&sql, ") AS u(");
 	first = true;
-	for (c = 0; c < BATCH_NARGS; c++)
+	for (c = 0; c < ncols; c++)
 	{
 		if (shape[c] != COL_ARRAY)
 			continue;
 		appendStringInfo(&sql, "%s%s", first ? "" : ", ", batch_columns[c].name);
 		first = false;
 	}
-	appendStringInfoString(&sql,
-						   ") RETURNING id, account, send_at)"
-						   " INSERT INTO partoo.outbox (message_id, account, run_at)"
-						   " SELECT id, coalesce(account, ''), coalesce(send_at, now()) FROM m");
+	if (kind == KIND_QUEUED)
+		appendStringInfoString(&sql,
+							   ") RETURNING id, account, send_at)"
+							   " INSERT INTO partoo.outbox (message_id, account, run_at)"
+							   " SELECT id, coalesce(account, ''), coalesce(send_at, now()) FROM m");
+	else if (kind == KIND_SENT)
+		appendStringInfoString(&sql, ")");
+	else
+	{
+		/* what partoo_reconcile_track inserts for a new id */
+		appendStringInfo(&sql,
+						 ") RETURNING id)"
+						 " INSERT INTO partoo.reconcile (message_id, since, next_check_at)"
+						 " SELECT id, now(), now() + $%d * interval '1 millisecond' FROM m",
+						 BATCH_NARGS + 1);
+		argtypes[BATCH_NARGS] = INT8OID;
+		nargs = BATCH_NARGS + 1;
+	}
 
-	(void) partoo_plan_once(&plan, sql.data, BATCH_NARGS, argtypes,
+	(void) partoo_plan_once(&plan, sql.data, nargs, argtypes,
 							CURSOR_OPT_GENERIC_PLAN);
 	pfree(sql.data);
-	strlcpy(batch_plans[batch_nplans].shape, shape, BATCH_NARGS + 1);
+	strlcpy(batch_plans[batch_nplans].shape, shape, BATCH_NARGS + 2);
 	batch_plans[batch_nplans].plan = plan;
 	batch_nplans++;
 	return plan;
 }
 
 /*
- * Write every waiting row: one statement inserting the messages (with
- * their ids: OVERRIDING SYSTEM VALUE) and their outbox rows, in call
- * order.  Runs as the extension's owner.  Raises what the INSERT raises;
- * the rows then stay buffered (the error aborts the (sub)transaction,
- * whose callbacks drop what it owned).
+ * Write rows[0..n), all of one kind: one statement inserting the messages
+ * (with their ids: OVERRIDING SYSTEM VALUE) and their outbox rows (queued)
+ * or their reconcile rows (sent, when tracked), in call order, as the
+ * extension's owner; then, for sent rows, apply the webhook events that
+ * were waiting for their Partoo ids.  Memory in cxt.
  */
-void
-partoo_batch_flush(void)
+static void
+write_rows(BatchRow *rows, int n, char kind, MemoryContext cxt)
 {
-	MemoryContext flush_cxt;
 	MemoryContext old;
 	Datum	   *elems;
 	bool	   *elemnulls;
-	Datum		args[BATCH_NARGS];
-	char		argnulls[BATCH_NARGS + 1];
-	char		shape[BATCH_NARGS + 1];
+	Datum		args[BATCH_NARGS + 1];
+	char		argnulls[BATCH_NARGS + 2];
+	char		shape[BATCH_NARGS + 2];
 	const char *last_ct = NULL;
 	const char *last_ch = NULL;
 	Datum		ct_datum = (Datum) 0;
 	Datum		ch_datum = (Datum) 0;
+	int			ncols = kind == KIND_QUEUED ? BATCH_QUEUED_NARGS : BATCH_NARGS;
 	SPIPlanPtr	plan;
 	PartooStoreContext sc;
-	SubTransactionId cur;
-	volatile bool pushed_snapshot = false;
-	int			n = npending;
+	int64	   *pids = NULL;
 	int			i;
 	int			c;
 	int			rc;
 
-	if (n == 0 || flushing)
-		return;
-
-	/* in batch_cxt: freed with the transaction if the INSERT fails */
-	flush_cxt = AllocSetContextCreate(batch_cxt,
-									  "partoo enqueue flush",
-									  ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(flush_cxt);
+	old = MemoryContextSwitchTo(cxt);
 	elems = palloc(sizeof(Datum) * n);
 	elemnulls = palloc(sizeof(bool) * n);
-	memset(argnulls, ' ', BATCH_NARGS);
-	argnulls[BATCH_NARGS] = '\0';
-	for (c = 0; c < BATCH_NARGS; c++)
+	memset(argnulls, ' ', BATCH_NARGS + 1);
+	argnulls[BATCH_NARGS + 1] = '\0';
+	memset(shape, COL_NULL, BATCH_NARGS);
+	for (c = 0; c < ncols; c++)
 	{
 		bool		any_null = false;
 		bool		all_null = true;
@@ -627,7 +732,7 @@ partoo_batch_flush(void)
 
 		for (i = 0; i < n; i++)
 		{
-			elems[i] = row_value(&pending[i], c, &elemnulls[i], &last_ct,
+			elems[i] = row_value(&rows[i], c, &elemnulls[i], &last_ct,
 								 &ct_datum, &last_ch, &ch_datum);
 			any_null |= elemnulls[i];
 			all_null &= elemnulls[i];
@@ -656,20 +761,21 @@ partoo_batch_flush(void)
 			args[c] = elems[0];
 		}
 	}
-	shape[BATCH_NARGS] = '\0';
+	shape[BATCH_NARGS] = kind;
+	shape[BATCH_NARGS + 1] = '\0';
 
 	/*
 	 * A shape never seen when the plans are all taken: every column as an
-	 * array, the shape kept in the last slot.
+	 * array, the shape kept in the last slots.
 	 */
-	if (batch_nplans >= BATCH_MAX_PLANS - 1 && !batch_plan_known(shape))
+	if (batch_nplans >= BATCH_MAX_PLANS - 3 && !batch_plan_known(shape))
 	{
-		for (c = 0; c < BATCH_NARGS; c++)
+		for (c = 0; c < ncols; c++)
 		{
 			if (shape[c] == COL_ARRAY)
 				continue;
 			for (i = 0; i < n; i++)
-				elems[i] = row_value(&pending[i], c, &elemnulls[i], &last_ct,
+				elems[i] = row_value(&rows[i], c, &elemnulls[i], &last_ct,
 									 &ct_datum, &last_ch, &ch_datum);
 			args[c] = partoo_make_array(elems, elemnulls, n,
 										batch_columns[c].type);
@@ -677,7 +783,52 @@ partoo_batch_flush(void)
 			shape[c] = COL_ARRAY;
 		}
 	}
+	if (kind == KIND_TRACKED)
+		args[BATCH_NARGS] = Int64GetDatum((int64) partoo_reconcile_after_ms);
+	if (kind != KIND_QUEUED)
+	{
+		pids = palloc(sizeof(int64) * n);
+		for (i = 0; i < n; i++)
+			pids[i] = rows[i].partoo_id;
+	}
 	MemoryContextSwitchTo(old);
+
+	partoo_store_begin(&sc);
+	plan = batch_plan(shape);
+	rc = SPI_execute_plan(plan, args, argnulls, false, 0);
+	if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
+		elog(ERROR, "could not %s messages: %s",
+			 kind == KIND_QUEUED ? "queue" : "record sent",
+			 SPI_result_code_string(rc));
+	partoo_store_end(&sc);
+
+	/* webhook events that beat the responses to us wait for these ids */
+	if (pids != NULL)
+		partoo_webhook_apply_recorded(pids, n);
+}
+
+/*
+ * Write every waiting row: queued ones (partoo_enqueue) and sent ones
+ * (partoo_send) in one statement each.  Raises what the INSERTs raise;
+ * the rows then stay buffered (the error aborts the (sub)transaction,
+ * whose callbacks drop what it owned).
+ */
+void
+partoo_batch_flush(void)
+{
+	MemoryContext flush_cxt;
+	SubTransactionId cur;
+	volatile bool pushed_snapshot = false;
+	int			n = npending;
+	int			i;
+
+	if (n == 0 || flushing)
+		return;
+
+	/* in batch_cxt: freed with the transaction if an INSERT fails */
+	flush_cxt = AllocSetContextCreate(batch_cxt,
+									  "partoo enqueue flush",
+									  ALLOCSET_DEFAULT_SIZES);
 
 	/*
 	 * SPI takes a snapshot for the INSERT but wants an outer one: there is
@@ -692,12 +843,30 @@ partoo_batch_flush(void)
 	flushing = true;
 	PG_TRY();
 	{
-		partoo_store_begin(&sc);
-		plan = batch_plan(shape);
-		rc = SPI_execute_plan(plan, args, argnulls, false, 0);
-		if (rc != SPI_OK_INSERT || SPI_processed != (uint64) n)
-			elog(ERROR, "could not queue messages: %s", SPI_result_code_string(rc));
-		partoo_store_end(&sc);
+		char		sent_kind = pending_track ? KIND_TRACKED : KIND_SENT;
+
+		if (nqueued == n)
+			write_rows(pending, n, KIND_QUEUED, flush_cxt);
+		else if (nqueued == 0)
+			write_rows(pending, n, sent_kind, flush_cxt);
+		else
+		{
+			/* both kinds: each in call order */
+			BatchRow   *q = MemoryContextAlloc(flush_cxt, sizeof(BatchRow) * n);
+			BatchRow   *snt = MemoryContextAlloc(flush_cxt, sizeof(BatchRow) * n);
+			int			nq = 0;
+			int			ns = 0;
+
+			for (i = 0; i < n; i++)
+			{
+				if (pending[i].sent)
+					snt[ns++] = pending[i];
+				else
+					q[nq++] = pending[i];
+			}
+			write_rows(q, nq, KIND_QUEUED, flush_cxt);
+			write_rows(snt, ns, sent_kind, flush_cxt);
+		}
 	}
 	PG_FINALLY();
 	{
@@ -716,6 +885,7 @@ partoo_batch_flush(void)
 	for (i = 0; i < n && pending[i].owner != cur; i++)
 		keep_row(&pending[i], cur);
 	npending = 0;
+	nqueued = 0;
 	pending_bytes = 0;
 	MemoryContextReset(values_cxt);
 }
@@ -749,10 +919,51 @@ flush_for_query(QueryDesc *queryDesc)
 	PopActiveSnapshot();
 }
 
+/*
+ * Whether a query may read a table: a relation in its range table (views,
+ * subqueries and inlined SQL functions included).  Anything else it calls
+ * that reads a table runs a query of its own, which comes here too.
+ */
+static bool
+query_reads_tables(QueryDesc *queryDesc)
+{
+	ListCell   *lc;
+
+	if (queryDesc->plannedstmt == NULL)
+		return true;
+	foreach(lc, queryDesc->plannedstmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_RELATION)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Whether a flush point inside a statement must write the buffer.  Queued
+ * rows (partoo_enqueue) are written at every flush point, as documented.
+ * Sent rows alone (partoo_send) wait for the end of the top-level
+ * statement, or for the first query that may read a table, or any other
+ * flush point: so a PL/pgSQL loop of "PERFORM partoo_send(...)" writes
+ * them 4,096 at a time, and no query can miss a row (every table read
+ * goes through a query's ExecutorStart).
+ */
+static bool
+must_flush_in_query(QueryDesc *queryDesc)
+{
+	if (!batch_flush_possible())
+		return false;
+	if (nqueued > 0 || exec_depth == 0)
+		return true;
+	return queryDesc != NULL && query_reads_tables(queryDesc);
+}
+
 static void
 batch_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
-	if (batch_flush_possible())
+	if (must_flush_in_query(queryDesc))
 		flush_for_query(queryDesc);
 	if (prev_ExecutorStart)
 		prev_ExecutorStart(queryDesc, eflags);
@@ -764,7 +975,7 @@ static void
 batch_ExecutorEnd(QueryDesc *queryDesc)
 {
 	/* NB: not while a transaction aborts (a cursor closed by the abort) */
-	if (batch_flush_possible())
+	if (must_flush_in_query(NULL))
 		partoo_batch_flush();
 	if (prev_ExecutorEnd)
 		prev_ExecutorEnd(queryDesc);
@@ -780,14 +991,71 @@ batch_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 {
 	if (batch_flush_possible())
 		partoo_batch_flush();
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
+	exec_depth++;
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		exec_depth--;
+	}
+	PG_END_TRY();
 	if (batch_flush_possible())
 		partoo_batch_flush();
+}
+
+static void
+batch_ExecutorRun(PARTOO_EXECUTOR_RUN_PARAMS)
+{
+	exec_depth++;
+	PG_TRY();
+	{
+		if (prev_ExecutorRun)
+			PARTOO_EXECUTOR_RUN_CALL(prev_ExecutorRun);
+		else
+			PARTOO_EXECUTOR_RUN_CALL(standard_ExecutorRun);
+	}
+	PG_FINALLY();
+	{
+		exec_depth--;
+	}
+	PG_END_TRY();
+}
+
+static void
+batch_ExecutorFinish(QueryDesc *queryDesc)
+{
+	exec_depth++;
+	PG_TRY();
+	{
+		if (prev_ExecutorFinish)
+			prev_ExecutorFinish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		exec_depth--;
+	}
+	PG_END_TRY();
+}
+
+/* pending rows of partoo_enqueue, after pending changed under us */
+static void
+count_queued(void)
+{
+	int			i;
+
+	nqueued = 0;
+	for (i = 0; i < npending; i++)
+		if (!pending[i].sent)
+			nqueued++;
 }
 
 static void
@@ -892,6 +1160,7 @@ batch_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 				pending_bytes = 0;
 				MemoryContextReset(values_cxt);
 			}
+			count_queued();
 			break;
 		default:
 			break;
@@ -912,4 +1181,8 @@ partoo_batch_install_hooks(void)
 	ExecutorEnd_hook = batch_ExecutorEnd;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = batch_ProcessUtility;
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = batch_ExecutorRun;
+	prev_ExecutorFinish = ExecutorFinish_hook;
+	ExecutorFinish_hook = batch_ExecutorFinish;
 }

@@ -2,8 +2,8 @@
  *
  * batch.h
  *		The enqueue buffer: partoo_enqueue() and partoo.enqueue_trigger()
- *		calls kept in backend memory and written as one set-based
- *		statement (batch.c).
+ *		calls, and partoo_send()'s recordings, kept in backend memory and
+ *		written as one set-based statement (batch.c).
  *
  * src/server/batch.h
  *
@@ -26,6 +26,8 @@ extern void partoo_batch_install_hooks(void);
 extern bool partoo_batch_usable(void);
 extern int64 partoo_batch_add(PartooMessageInput *in, bool has_send_at,
 							  TimestampTz send_at);
+extern void partoo_batch_add_sent(PartooMessageInput *in, int64 partoo_id,
+								  long http_status);
 extern void partoo_batch_flush(void);
 
 #endif							/* PARTOO_SERVER_BATCH_H */

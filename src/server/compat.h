@@ -57,6 +57,22 @@
 #endif
 
 /*
+ * ExecutorRun lost its execute_once argument in PostgreSQL 18: a hook's
+ * parameters, and the call passing them on.
+ */
+#if PG_VERSION_NUM >= 180000
+#define PARTOO_EXECUTOR_RUN_PARAMS \
+	QueryDesc *queryDesc, ScanDirection direction, uint64 count
+#define PARTOO_EXECUTOR_RUN_CALL(fn) fn(queryDesc, direction, count)
+#else
+#define PARTOO_EXECUTOR_RUN_PARAMS \
+	QueryDesc *queryDesc, ScanDirection direction, uint64 count, \
+	bool execute_once
+#define PARTOO_EXECUTOR_RUN_CALL(fn) \
+	fn(queryDesc, direction, count, execute_once)
+#endif
+
+/*
  * 18 lets a module say its name and version in its magic block; they show
  * in pg_get_loaded_modules().
  */

@@ -27,6 +27,7 @@
 #include "http/http.h"
 #include "server/message.h"
 #include "server/store.h"
+#include "server/batch.h"
 #include "server/send.h"
 
 PG_FUNCTION_INFO_V1(partoo_send);
@@ -232,7 +233,15 @@ partoo_send(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	(void) partoo_store_sent_message(&in, partoo_id, 200);
+	/*
+	 * Record it: buffered with partoo_enqueue's calls and written with the
+	 * next ones (batch.c), at the latest before anything can read the
+	 * table; at once where the buffer cannot be used.
+	 */
+	if (partoo_batch_usable())
+		partoo_batch_add_sent(&in, partoo_id, 200);
+	else
+		(void) partoo_store_sent_message(&in, partoo_id, 200);
 	PG_RETURN_INT64(partoo_id);
 }
 

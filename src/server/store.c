@@ -257,10 +257,11 @@ message_args(PartooMessageInput *in, Oid *argtypes, Datum *args, char *nulls)
  * row (what partoo_reconcile_track would insert for it), in one statement
  * of the caller's transaction.  Returns the local id.
  *
- * NB: partoo_send runs this once per call, so it is its cost on the
- * database: one plan, one executor start, one SPI round instead of two
- * (the message's id is new, so its reconcile row is a plain INSERT, not
- * partoo_reconcile_track's upsert of an array).
+ * partoo_send runs this only where the enqueue buffer cannot be used
+ * (batch.c: a read-only transaction, a call made while the buffer is being
+ * written); the buffer writes the same rows for many calls at once.  One
+ * statement: the message's id is new, so its reconcile row is a plain
+ * INSERT, not partoo_reconcile_track's upsert of an array.
  */
 int64
 partoo_store_sent_message(PartooMessageInput *in, int64 partoo_id, long http_status)
