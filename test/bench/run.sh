@@ -691,6 +691,17 @@ time_batches() {
 	SQL
 }
 
+# A Success message_updated webhook, as Partoo posts it, for a row of
+# partoo.messages: an SQL expression (scenarios 5 and 11)
+HOOK_JSON="json_build_object('type', 'message_updated', 'payload', json_build_object(
+	'message', json_build_object('id', partoo_id, 'conversation_id', conversation_id,
+		'date', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+		'content_type', content_type, 'sender_type', 'User', 'sender_label', 'Bench',
+		'status', 'Success', 'is_deleted', false, 'content', content,
+		'user_id', 'bench-user', 'custom_channel', NULL),
+	'conversation', json_build_object('id', conversation_id, 'messaging_partner', 'Whatsapp'),
+	'org_id', 1))::text"
+
 # 5. Webhook ingest: 100,000 message_updated events (status Success) for
 # messages sent in scenario 3, through partoo_ingest_webhooks() in calls
 # of 1,000, one transaction each, vs an UPDATE ... FROM unnest() of the
@@ -709,14 +720,7 @@ scenario_5() {
 	q "DROP TABLE IF EXISTS bench.hooks;
 	   CREATE TABLE bench.hooks AS
 	   SELECT (row_number() OVER (ORDER BY id) - 1) / $batch AS batch, id, partoo_id,
-			  json_build_object('type', 'message_updated', 'payload', json_build_object(
-				'message', json_build_object('id', partoo_id, 'conversation_id', conversation_id,
-					'date', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-					'content_type', content_type, 'sender_type', 'User', 'sender_label', 'Bench',
-					'status', 'Success', 'is_deleted', false, 'content', content,
-					'user_id', 'bench-user', 'custom_channel', NULL),
-				'conversation', json_build_object('id', conversation_id, 'messaging_partner', 'Whatsapp'),
-				'org_id', 1))::text AS payload
+			  $HOOK_JSON AS payload
 		 FROM partoo.messages WHERE content LIKE 's3-%' AND state = 'sent' AND partoo_id IS NOT NULL
 		 ORDER BY id LIMIT $n;
 	   DROP TABLE IF EXISTS bench.hook_batches;
@@ -1139,14 +1143,7 @@ s11_run() {
 	   CREATE TABLE bench.hook_batches AS
 	   SELECT batch, array_agg(payload ORDER BY id) AS payloads FROM (
 		SELECT (row_number() OVER (ORDER BY id) - 1) / 1000 AS batch, id,
-			  json_build_object('type', 'message_updated', 'payload', json_build_object(
-				'message', json_build_object('id', partoo_id, 'conversation_id', conversation_id,
-					'date', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-					'content_type', content_type, 'sender_type', 'User', 'sender_label', 'Bench',
-					'status', 'Success', 'is_deleted', false, 'content', content,
-					'user_id', 'bench-user', 'custom_channel', NULL),
-				'conversation', json_build_object('id', conversation_id, 'messaging_partner', 'Whatsapp'),
-				'org_id', 1))::text AS payload
+			  $HOOK_JSON AS payload
 		 FROM partoo.messages WHERE content LIKE 's11-%' AND state = 'sent') h GROUP BY batch" >/dev/null || return 1
 	q "SELECT relfilenode || E'\t' || relname FROM pg_class WHERE relfilenode <> 0" >"$W/s11-relmap.tsv"
 	webhook=$(qf <<-SQL
