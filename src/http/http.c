@@ -374,6 +374,17 @@ attach(PartooHttpRequest *req)
 	return curl_multi_add_handle(multis[req->agent], (CURL *) req->easy) == CURLM_OK;
 }
 
+/* Free a request's header list, once libcurl no longer holds it */
+static void
+drop_headers(PartooHttpRequest *req)
+{
+	if (req->headers != NULL)
+	{
+		curl_slist_free_all((struct curl_slist *) req->headers);
+		req->headers = NULL;
+	}
+}
+
 static void fail_early(PartooHttpRequest *req, CURLcode code);
 static void unlink_running(PartooHttpRequest *req);
 
@@ -399,11 +410,7 @@ release_origin(int o)
 			curl_easy_cleanup((CURL *) req->easy);
 			req->easy = NULL;
 			unlink_running(req);
-			if (req->headers != NULL)
-			{
-				curl_slist_free_all((struct curl_slist *) req->headers);
-				req->headers = NULL;
-			}
+			drop_headers(req);
 			fail_early(req, CURLE_FAILED_INIT);
 		}
 	}
@@ -701,11 +708,7 @@ partoo_http_abort(PartooHttpRequest *req)
 		unlink_running(req);
 		probe_ended(req);
 	}
-	if (req->headers != NULL)
-	{
-		curl_slist_free_all((struct curl_slist *) req->headers);
-		req->headers = NULL;
-	}
+	drop_headers(req);
 }
 
 /* Free a request in any state.  NULL is fine.  Does not ereport. */
@@ -916,11 +919,7 @@ collect_done_of(CURLM *m)
 		release_easy(easy, req->easy_generation);
 		req->easy = NULL;
 		unlink_running(req);
-		if (req->headers != NULL)
-		{
-			curl_slist_free_all((struct curl_slist *) req->headers);
-			req->headers = NULL;
-		}
+		drop_headers(req);
 		push_done(req);
 		probe_ended(req);
 	}
@@ -975,11 +974,7 @@ expire_overdue(void)
 			req->probe = false;
 			release[req->origin] = any_release = true;
 		}
-		if (req->headers != NULL)
-		{
-			curl_slist_free_all((struct curl_slist *) req->headers);
-			req->headers = NULL;
-		}
+		drop_headers(req);
 		req->status = 0;
 		req->curl_code = CURLE_OPERATION_TIMEDOUT;
 		req->timed_out = true;
