@@ -398,7 +398,7 @@ partoo_batch_add_sent(PartooMessageInput *in, int64 partoo_id, long http_status)
 {
 	bool		track;
 
-	track = partoo_reconcile_after_ms > 0 && partoo_reconcile_available();
+	track = partoo_reconcile_tracking();
 	/* one statement per flush tracks all its sent rows or none */
 	if (npending > nqueued && track != pending_track)
 		partoo_batch_flush();
@@ -673,9 +673,7 @@ batch_plan(const char *shape)
 	{
 		/* what partoo_reconcile_track inserts for a new id */
 		appendStringInfo(&sql,
-						 ") RETURNING id)"
-						 " INSERT INTO partoo.reconcile (message_id, since, next_check_at)"
-						 " SELECT id, now(), now() + $%d * interval '1 millisecond' FROM m",
+						 ") RETURNING id) " PARTOO_RECONCILE_INSERT("m", "$%d"),
 						 BATCH_NARGS + 1);
 		argtypes[BATCH_NARGS] = INT8OID;
 		nargs = BATCH_NARGS + 1;

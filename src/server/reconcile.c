@@ -117,6 +117,16 @@ partoo_reconcile_available(void)
 	return has;
 }
 
+/*
+ * Is reconciliation on here: partoo.reconcile_after set and the schema
+ * has partoo.reconcile?  Messages recorded sent are then tracked.
+ */
+bool
+partoo_reconcile_tracking(void)
+{
+	return partoo_reconcile_after_ms > 0 && partoo_reconcile_available();
+}
+
 /* The longest wait between two checks: 6 hours, or a quarter of max age */
 static int64
 backoff_cap_ms(void)
@@ -139,12 +149,10 @@ partoo_reconcile_track(const int64 *message_ids, int n)
 	Datum		args[2];
 	int			rc;
 
-	if (n == 0 || partoo_reconcile_after_ms <= 0 || !partoo_reconcile_available())
+	if (n == 0 || !partoo_reconcile_tracking())
 		return;
 	partoo_plan_once(&plan,
-					 "INSERT INTO partoo.reconcile AS r (message_id, since, next_check_at)"
-					 " SELECT DISTINCT u.id, now(), now() + $2 * interval '1 millisecond'"
-					 "   FROM unnest($1) AS u(id)"
+					 PARTOO_RECONCILE_INSERT("(SELECT DISTINCT u.id FROM unnest($1) AS u(id)) u", "$2")
 					 " ON CONFLICT (message_id) DO UPDATE"
 					 "   SET since = EXCLUDED.since, checks = 0,"
 					 "       next_check_at = EXCLUDED.next_check_at, last_checked_at = NULL",

@@ -75,6 +75,19 @@ typedef struct PartooReconcileFetch
 } PartooReconcileFetch;
 
 extern bool partoo_reconcile_available(void);
+extern bool partoo_reconcile_tracking(void);
+
+/*
+ * The INSERT of the partoo.reconcile rows of messages just recorded sent
+ * for the first time: FROM names a relation whose column id holds their
+ * ids, AFTER_MS the parameter holding partoo.reconcile_after in
+ * milliseconds.  Written once for partoo_reconcile_track (reconcile.c)
+ * and for the statements that write a sent message and its reconcile row
+ * together (store.c, batch.c).
+ */
+#define PARTOO_RECONCILE_INSERT(FROM, AFTER_MS) \
+	"INSERT INTO partoo.reconcile (message_id, since, next_check_at)" \
+	" SELECT id, now(), now() + " AFTER_MS " * interval '1 millisecond' FROM " FROM
 extern void partoo_reconcile_track(const int64 *message_ids, int n);
 extern int	partoo_reconcile_pick(Datum *excluded, int nexcluded, int limit,
 								  PartooReconcileFetch ***fetches);

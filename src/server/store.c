@@ -302,13 +302,12 @@ partoo_store_sent_message(PartooMessageInput *in, int64 partoo_id, long http_sta
 
 	partoo_store_begin(&sc);
 	/* its status is read from the API if no webhook brings it */
-	track = partoo_reconcile_after_ms > 0 && partoo_reconcile_available();
+	track = partoo_reconcile_tracking();
 	if (track)
 	{
 		partoo_plan_once(&plan_tracked,
-						 "WITH m AS (" SENT_MESSAGE_INSERT ")"
-						 " INSERT INTO partoo.reconcile (message_id, since, next_check_at)"
-						 " SELECT id, now(), now() + $14 * interval '1 millisecond' FROM m"
+						 "WITH m AS (" SENT_MESSAGE_INSERT ") "
+						 PARTOO_RECONCILE_INSERT("m", "$14")
 						 " RETURNING message_id",
 						 14, argtypes, CURSOR_OPT_GENERIC_PLAN);
 		rc = SPI_execute_plan(plan_tracked, args, nulls, false, 0);

@@ -1044,8 +1044,15 @@ S11_BASE_COMMIT=36426e4
 S11_BASE_WAL=3776
 S11_BASE_CPU=76.5
 
-# s11_ticks PID: utime + stime of PID, in clock ticks
+# s11_ticks PID: utime + stime of PID, in clock ticks.  The same as a
+# script, $W/s11-ticks.sh PIDFILE, for psql's \! (the bench's backend
+# knows its pid only once connected)
 s11_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+s11_ticks_script() {
+	cat >"$W/s11-ticks.sh" <<-'EOF'
+	sed 's/.*) //' "/proc/$(cat "$1")/stat" | awk '{ print $12 + $13 }'
+	EOF
+}
 
 # s11_waldump STEP FROM_LSN TO_LSN: the WAL of a step, summed by record kind
 # and relation into $OUT/s11-wal-STEP.txt; prints the five largest as
@@ -1097,6 +1104,8 @@ s11_run() {
 	q "SELECT pg_reload_conf()" >/dev/null
 	sleep 0.5
 	wpid=$(worker_pid)
+	echo "$wpid" >"$W/s11.wpid"
+	s11_ticks_script
 	base=$(worker_done)
 	local perf_pid=""
 	if [ -n "${BENCH_PROFILE:-}" ] && command -v perf >/dev/null; then
@@ -1109,14 +1118,14 @@ s11_run() {
 	enq=$(qf <<-SQL
 	CHECKPOINT;
 	SELECT pg_backend_pid() \\g $W/s11.pid
-	\\! sh -c 'sed "s/.*) //" /proc/\$(cat $W/s11.pid)/stat' | awk '{ print \$12 + \$13 }' >$W/s11.cpu0
+	\\! sh $W/s11-ticks.sh $W/s11.pid >$W/s11.cpu0
 	BEGIN;
 	SELECT pg_current_wal_insert_lsn() AS l0 \\gset
 	SELECT count(partoo_enqueue(12345, 's11-' || i)) FROM generate_series(1, $n) i \\g /dev/null
 	SELECT pg_current_wal_insert_lsn() AS l1 \\gset
-	\\! sed 's/.*) //' /proc/$wpid/stat | awk '{ print \$12 + \$13 }' >$W/s11.wcpu0
+	\\! sh $W/s11-ticks.sh $W/s11.wpid >$W/s11.wcpu0
 	COMMIT;
-	\\! sh -c 'sed "s/.*) //" /proc/\$(cat $W/s11.pid)/stat' | awk '{ print \$12 + \$13 }' >$W/s11.cpu1
+	\\! sh $W/s11-ticks.sh $W/s11.pid >$W/s11.cpu1
 	SELECT :'l0' || ' ' || :'l1';
 	SQL
 	) || return 1
@@ -1149,7 +1158,7 @@ s11_run() {
 	webhook=$(qf <<-SQL
 	SET partoo.webhook_require_signature = off;
 	SELECT pg_backend_pid() \\g $W/s11.pid
-	\\! sh -c 'sed "s/.*) //" /proc/\$(cat $W/s11.pid)/stat' | awk '{ print \$12 + \$13 }' >$W/s11.cpu0
+	\\! sh $W/s11-ticks.sh $W/s11.pid >$W/s11.cpu0
 	SELECT pg_current_wal_insert_lsn() AS l2 \\gset
 	DO \$\$
 	DECLARE
@@ -1161,7 +1170,7 @@ s11_run() {
 		END LOOP;
 	END \$\$;
 	SELECT pg_current_wal_insert_lsn() AS l3 \\gset
-	\\! sh -c 'sed "s/.*) //" /proc/\$(cat $W/s11.pid)/stat' | awk '{ print \$12 + \$13 }' >$W/s11.cpu1
+	\\! sh $W/s11-ticks.sh $W/s11.pid >$W/s11.cpu1
 	SELECT :'l2' || ' ' || :'l3';
 	SQL
 	) || return 1
