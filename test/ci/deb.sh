@@ -240,21 +240,14 @@ host() {
 	fi
 	trap 'exit 130' INT TERM
 
-	# The source tree as git sees it (tracked files and new ones not
-	# ignored), so that build products of the working tree (another
-	# release's mock binary, objects) never reach the build system.
-	mkdir -p "$work/src" "$work/out" "$work/install"
-	if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-		(cd "$repo" && git ls-files -z -c -o --exclude-standard |
-			while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-			tar cf - --null -T -) | tar xf - -C "$work/src"
-	else
-		(cd "$repo" && tar cf - --exclude=.git .) | tar xf - -C "$work/src"
-	fi
+	# rootfs.sh copies the source tree as git sees it, so that build
+	# products of the working tree (another release's mock binary,
+	# objects) never reach the build system
+	mkdir -p "$work/out" "$work/install"
 
 	echo "== $suite: building the package (test/ci/rootfs.sh run $suite)"
 	t0=$(date +%s)
-	bash "$repo/test/ci/rootfs.sh" run "$suite" "$work/src" bash test/ci/deb.sh inside-build \
+	bash "$repo/test/ci/rootfs.sh" run "$suite" "$repo" bash test/ci/deb.sh inside-build \
 		>"$work/build.tar" 2>"$work/build.log" || build_rc=$?
 	t1=$(date +%s)
 	if [ "$build_rc" = 0 ] && tar xf "$work/build.tar" -C "$work/out" 2>/dev/null &&

@@ -6,7 +6,8 @@
 #                                        of SUITE and print its path
 #   test/ci/rootfs.sh run SUITE DIR CMD  run CMD as root inside a throwaway
 #                                        copy of that base system, with the
-#                                        directory DIR copied to /src
+#                                        directory DIR copied to /src (as
+#                                        git sees it, if it is a work tree)
 #
 # A base system is what `debootstrap` makes of SUITE (required and important
 # packages: what a new Debian machine has), plus a policy-rc.d that keeps
@@ -143,6 +144,21 @@ cleanup() {
 }
 mnt() { mount "$@" && MOUNTS+=("${@: -1}"); }
 
+# copy_source DIR DEST: a git work tree as git sees it (tracked files and
+# new ones not ignored), any other directory whole.  Build products are
+# never read: another build may be writing them meanwhile (CI builds on 15
+# in the clone it copies for 18) and they are made again inside anyway.
+copy_source() {
+	local src=$1 dst=$2
+	if git -C "$src" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		(cd "$src" && git ls-files -z -c -o --exclude-standard |
+			while IFS= read -r -d '' f; do if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done |
+			tar cf - --null -T -) | (cd "$dst" && tar xf -)
+	else
+		(cd "$src" && tar cf - --exclude=.git .) | (cd "$dst" && tar xf -)
+	fi
+}
+
 run() {
 	local suite=$1 src=$2; shift 2
 	local lower
@@ -162,7 +178,7 @@ run() {
 	mnt --bind "$debs" "$root/var/cache/apt/archives"
 	cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 	mkdir -p "$root/src"
-	(cd "$src" && tar cf - --exclude=.git .) | (cd "$root/src" && tar xf -)
+	copy_source "$src" "$root/src"
 	# the copy takes the mode of DIR (mktemp -d makes it 0700); the tests'
 	# unprivileged user reads files in it
 	chmod 755 "$root/src"
