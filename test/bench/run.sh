@@ -691,16 +691,20 @@ time_batches() {
 	SQL
 }
 
-# A Success message_updated webhook, as Partoo posts it, for a row of
-# partoo.messages: an SQL expression (scenarios 5 and 11)
-HOOK_JSON="json_build_object('type', 'message_updated', 'payload', json_build_object(
+# hook_json DATE_FORMAT: a Success message_updated webhook, as Partoo posts
+# it, for a row of partoo.messages, its date written with to_char's
+# DATE_FORMAT: an SQL expression of type text (scenarios 5, 8 and 11)
+hook_json() {
+	printf '%s' "json_build_object('type', 'message_updated', 'payload', json_build_object(
 	'message', json_build_object('id', partoo_id, 'conversation_id', conversation_id,
-		'date', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+		'date', to_char(created_at AT TIME ZONE 'UTC', '$1'),
 		'content_type', content_type, 'sender_type', 'User', 'sender_label', 'Bench',
 		'status', 'Success', 'is_deleted', false, 'content', content,
 		'user_id', 'bench-user', 'custom_channel', NULL),
 	'conversation', json_build_object('id', conversation_id, 'messaging_partner', 'Whatsapp'),
 	'org_id', 1))::text"
+}
+HOOK_JSON=$(hook_json 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 
 # 5. Webhook ingest: 100,000 message_updated events (status Success) for
 # messages sent in scenario 3, through partoo_ingest_webhooks() in calls
@@ -853,14 +857,7 @@ scenario_8() {
 	SQL
 	wait_drained $((base + 3 * nt + nr)) "$(budget 60 120)" || return 1
 	for set in h q c r; do
-		q "SELECT json_build_object('type', 'message_updated', 'payload', json_build_object(
-				'message', json_build_object('id', partoo_id, 'conversation_id', conversation_id,
-					'date', to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US\"+00:00\"'),
-					'content_type', content_type, 'sender_type', 'User', 'sender_label', 'Bench',
-					'status', 'Success', 'is_deleted', false, 'content', content,
-					'user_id', 'bench-user', 'custom_channel', NULL),
-				'conversation', json_build_object('id', conversation_id, 'messaging_partner', 'Whatsapp'),
-				'org_id', 1))
+		q "SELECT $(hook_json 'YYYY-MM-DD HH24:MI:SS.US"+00:00"')
 			 FROM partoo.messages WHERE content LIKE 's8$set-%' AND state = 'sent' ORDER BY id" \
 			>"$W/s8$set.bodies" || return 1
 	done
@@ -1082,6 +1079,24 @@ s11_waldump() {
 		"$OUT/s11-wal-$step.txt"
 }
 
+# s11_backend SQL: run SQL in a session of its own, between two reads of
+# that backend's CPU ticks; SQL sets the psql variables a and b (WAL
+# positions) around what it measures.  Prints "a b"; the ticks the session
+# used go to $W/s11.cpu
+s11_backend() {
+	local out
+	out=$(qf <<-SQL
+	SELECT pg_backend_pid() \\g $W/s11.pid
+	\\! sh $W/s11-ticks.sh $W/s11.pid >$W/s11.cpu0
+	$1
+	\\! sh $W/s11-ticks.sh $W/s11.pid >$W/s11.cpu1
+	SELECT :'a' || ' ' || :'b';
+	SQL
+	) || return 1
+	echo $(($(cat "$W/s11.cpu1") - $(cat "$W/s11.cpu0"))) >"$W/s11.cpu"
+	echo "$out"
+}
+
 # the settings are restored however s11_run ends
 scenario_11() {
 	local rc
@@ -1115,23 +1130,16 @@ s11_run() {
 	fi
 	# enqueue: one statement, its own backend; the worker's CPU is read
 	# just before the commit, which wakes it
-	enq=$(qf <<-SQL
-	CHECKPOINT;
-	SELECT pg_backend_pid() \\g $W/s11.pid
-	\\! sh $W/s11-ticks.sh $W/s11.pid >$W/s11.cpu0
-	BEGIN;
-	SELECT pg_current_wal_insert_lsn() AS l0 \\gset
-	SELECT count(partoo_enqueue(12345, 's11-' || i)) FROM generate_series(1, $n) i \\g /dev/null
-	SELECT pg_current_wal_insert_lsn() AS l1 \\gset
-	\\! sh $W/s11-ticks.sh $W/s11.wpid >$W/s11.wcpu0
-	COMMIT;
-	\\! sh $W/s11-ticks.sh $W/s11.pid >$W/s11.cpu1
-	SELECT :'l0' || ' ' || :'l1';
-	SQL
-	) || return 1
+	q "CHECKPOINT" >/dev/null
+	enq=$(s11_backend "BEGIN;
+		SELECT pg_current_wal_insert_lsn() AS a \\gset
+		SELECT count(partoo_enqueue(12345, 's11-' || i)) FROM generate_series(1, $n) i \\g /dev/null
+		SELECT pg_current_wal_insert_lsn() AS b \\gset
+		\\! sh $W/s11-ticks.sh $W/s11.wpid >$W/s11.wcpu0
+		COMMIT;") || return 1
 	set -- $enq
 	local l0=$1 l1=$2
-	c_enq=$(($(cat "$W/s11.cpu1") - $(cat "$W/s11.cpu0")))
+	c_enq=$(cat "$W/s11.cpu")
 	wait_drained $((base + n)) "$(budget 120 60)" || return 1
 	wcpu1=$(s11_ticks "$wpid")
 	l_drained=$(q "SELECT pg_current_wal_insert_lsn()")
@@ -1155,28 +1163,21 @@ s11_run() {
 			  $HOOK_JSON AS payload
 		 FROM partoo.messages WHERE content LIKE 's11-%' AND state = 'sent') h GROUP BY batch" >/dev/null || return 1
 	q "SELECT relfilenode || E'\t' || relname FROM pg_class WHERE relfilenode <> 0" >"$W/s11-relmap.tsv"
-	webhook=$(qf <<-SQL
-	SET partoo.webhook_require_signature = off;
-	SELECT pg_backend_pid() \\g $W/s11.pid
-	\\! sh $W/s11-ticks.sh $W/s11.pid >$W/s11.cpu0
-	SELECT pg_current_wal_insert_lsn() AS l2 \\gset
-	DO \$\$
-	DECLARE
-		b record;
-	BEGIN
-		FOR b IN SELECT payloads FROM bench.hook_batches ORDER BY batch LOOP
-			PERFORM count(*) FROM partoo_ingest_webhooks(b.payloads);
-			COMMIT;
-		END LOOP;
-	END \$\$;
-	SELECT pg_current_wal_insert_lsn() AS l3 \\gset
-	\\! sh $W/s11-ticks.sh $W/s11.pid >$W/s11.cpu1
-	SELECT :'l2' || ' ' || :'l3';
-	SQL
-	) || return 1
+	webhook=$(s11_backend "SET partoo.webhook_require_signature = off;
+		SELECT pg_current_wal_insert_lsn() AS a \\gset
+		DO \$\$
+		DECLARE
+			b record;
+		BEGIN
+			FOR b IN SELECT payloads FROM bench.hook_batches ORDER BY batch LOOP
+				PERFORM count(*) FROM partoo_ingest_webhooks(b.payloads);
+				COMMIT;
+			END LOOP;
+		END \$\$;
+		SELECT pg_current_wal_insert_lsn() AS b \\gset") || return 1
 	set -- $webhook
 	local l2=$1 l3=$2
-	c_hook=$(($(cat "$W/s11.cpu1") - $(cat "$W/s11.cpu0")))
+	c_hook=$(cat "$W/s11.cpu")
 	applied=$(q "SELECT count(*) FROM partoo.messages WHERE content LIKE 's11-%'
 				  AND state = 'delivered' AND partoo_status = 'Success'")
 	q "DROP TABLE bench.hook_batches" >/dev/null

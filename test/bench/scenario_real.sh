@@ -314,34 +314,8 @@ scenario_10b() {
 	murl=http://127.0.0.1:$RM_PORT
 	mkdir -p "$nd/tmp"
 	nport=$(perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 1) or die; print $s->sockport')
-	cat >"$nd/nginx.conf" <<-EOF
-	daemon off;
-	worker_processes 1;
-	pid $nd/nginx.pid;
-	error_log $nd/error.log warn;
-	events { worker_connections 4096; }
-	http {
-		log_format proto '\$server_protocol \$connection \$status';
-		access_log $nd/access.log proto;
-		client_body_temp_path $nd/tmp/body;
-		proxy_temp_path $nd/tmp/proxy;
-		fastcgi_temp_path $nd/tmp/fastcgi;
-		uwsgi_temp_path $nd/tmp/uwsgi;
-		scgi_temp_path $nd/tmp/scgi;
-		upstream mock { server 127.0.0.1:$RM_PORT; keepalive 256; }
-		server {
-			listen 127.0.0.1:$nport ssl http2;
-			ssl_certificate $cert;
-			ssl_certificate_key $key;
-			keepalive_requests 100000;
-			location / {
-				proxy_pass http://mock;
-				proxy_http_version 1.1;
-				proxy_set_header Connection "";
-			}
-		}
-	}
-	EOF
+	sed -e "s|@DIR@|$nd|g" -e "s|@PORT@|$nport|g" -e "s|@UPSTREAM_PORT@|$RM_PORT|g" \
+		-e "s|@CERT@|$cert|g" -e "s|@KEY@|$key|g" "$R/test/nginx-h2.conf.in" >"$nd/nginx.conf"
 	PATH=$PATH:/usr/sbin nginx -e "$nd/error.log" -p "$nd" -c "$nd/nginx.conf" 2>>"$nd/error.log" &
 	NGINX_PID=$!
 	BG_PIDS="$BG_PIDS $NGINX_PID"

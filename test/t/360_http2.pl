@@ -38,35 +38,13 @@ my $far = start_mock('--api-key-prefix', 'key-', '--threads', '4', '--latency-ms
 # nginx: TLS and HTTP/2 on a free port, proxying to $behind over keep-alive
 my $port = PostgreSQL::Test::Cluster::get_free_port();
 mkdir "$tmp/nginx";
+mkdir "$tmp/nginx/tmp";
+my $conf = slurp_file("$ENV{PARTOO_REPO}/test/nginx-h2.conf.in");
+my %at = (DIR => "$tmp/nginx", PORT => $port, UPSTREAM_PORT => $behind->{port},
+	CERT => "$tmp/cert.pem", KEY => "$tmp/key.pem");
+$conf =~ s/@(\w+)@/$at{$1} \/\/ die "no value for \@$1\@"/ge;
 open(my $fh, '>', "$tmp/nginx/nginx.conf") or die;
-print $fh <<"EOF";
-daemon off;
-worker_processes 1;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-	log_format proto '\$server_protocol \$connection \$status \$request_uri';
-	access_log $tmp/nginx/access.log proto;
-	client_body_temp_path $tmp/nginx/body;
-	proxy_temp_path $tmp/nginx/proxy;
-	fastcgi_temp_path $tmp/nginx/fastcgi;
-	uwsgi_temp_path $tmp/nginx/uwsgi;
-	scgi_temp_path $tmp/nginx/scgi;
-	upstream mock { server 127.0.0.1:$behind->{port}; keepalive 256; }
-	server {
-		listen 127.0.0.1:$port ssl http2;
-		ssl_certificate $tmp/cert.pem;
-		ssl_certificate_key $tmp/key.pem;
-		keepalive_requests 100000;
-		location / {
-			proxy_pass http://mock;
-			proxy_http_version 1.1;
-			proxy_set_header Connection "";
-		}
-	}
-}
-EOF
+print $fh $conf;
 close $fh;
 my $nginx_pid = fork();
 die "fork: $!" unless defined $nginx_pid;
