@@ -825,7 +825,6 @@ partoo_http_start(PartooHttpRequest *req, int timeout_ms, int connect_timeout_ms
 
 	/* the first request to a host not answered yet goes alone (see above) */
 	req->origin = origin_of(req->url);
-	req->probe = false;
 	if (req->origin >= 0 && origins[req->origin].proto == PROTO_UNKNOWN)
 	{
 		if (origins[req->origin].probing)
@@ -861,19 +860,7 @@ oom:
 	fail_early(req, CURLE_OUT_OF_MEMORY);
 }
 
-static void collect_done_of(CURLM *m);
-
-/* Move finished transfers from libcurl to our done list */
-static void
-collect_done(void)
-{
-	int			agent;
-
-	for (agent = 0; agent < N_AGENTS; agent++)
-		collect_done_of(multis[agent]);
-}
-
-/* ... from one multi handle */
+/* Move the finished transfers of multi handle m to our done list */
 static void
 collect_done_of(CURLM *m)
 {
@@ -923,6 +910,16 @@ collect_done_of(CURLM *m)
 		push_done(req);
 		probe_ended(req);
 	}
+}
+
+/* Move finished transfers from libcurl to our done list */
+static void
+collect_done(void)
+{
+	int			agent;
+
+	for (agent = 0; agent < N_AGENTS; agent++)
+		collect_done_of(multis[agent]);
 }
 
 /*
@@ -1017,11 +1014,13 @@ partoo_http_wait(long timeout_ms)
 
 	for (agent = 0; agent < N_AGENTS; agent++)
 	{
-		int64		left = curl_deadline_us[agent] - entered_us;
-		long		left_ms = left <= 0 ? 0 : (long) ((left + 999) / 1000);
+		int64		left;
+		long		left_ms;
 
 		if (curl_deadline_us[agent] < 0)
 			continue;
+		left = curl_deadline_us[agent] - entered_us;
+		left_ms = left <= 0 ? 0 : (long) ((left + 999) / 1000);
 		if (wait_ms < 0 || left_ms < wait_ms)
 			wait_ms = left_ms;
 	}

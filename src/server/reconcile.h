@@ -74,9 +74,6 @@ typedef struct PartooReconcileFetch
 	char		error[200];		/* for FAILED, logged at DEBUG1 */
 } PartooReconcileFetch;
 
-extern bool partoo_reconcile_available(void);
-extern bool partoo_reconcile_tracking(void);
-
 /*
  * The INSERT of the partoo.reconcile rows of messages just recorded sent
  * for the first time: FROM names a relation whose column id holds their
@@ -88,6 +85,9 @@ extern bool partoo_reconcile_tracking(void);
 #define PARTOO_RECONCILE_INSERT(FROM, AFTER_MS) \
 	"INSERT INTO partoo.reconcile (message_id, since, next_check_at)" \
 	" SELECT id, now(), now() + " AFTER_MS " * interval '1 millisecond' FROM " FROM
+
+extern bool partoo_reconcile_available(void);
+extern bool partoo_reconcile_tracking(void);
 extern void partoo_reconcile_track(const int64 *message_ids, int n);
 extern int	partoo_reconcile_pick(Datum *excluded, int nexcluded, int limit,
 								  PartooReconcileFetch ***fetches);
