@@ -396,6 +396,29 @@ MAX_IN_FLIGHT=$(q "SHOW partoo.max_in_flight")
 # scenarios
 # ---------------------------------------------------------------------
 
+# worker_perf_start NAME: with BENCH_PROFILE, perf-record the worker into
+# $OUT/perf-NAME.data until worker_perf_stop NAME
+worker_perf_start() {
+	PERF_PID=""
+	{ [ -n "${BENCH_PROFILE:-}" ] && command -v perf >/dev/null; } || return 0
+	perf record -q -F 999 -g -p "$(worker_pid)" -o "$OUT/perf-$1.data" >/dev/null 2>&1 &
+	PERF_PID=$!
+	BG_PIDS="$BG_PIDS $PERF_PID"
+}
+
+# worker_perf_stop NAME: stop that recording and report it by symbol,
+# children included, into $OUT/perf-NAME.txt; false when none was made
+worker_perf_stop() {
+	[ -n "${PERF_PID:-}" ] || return 1
+	kill -INT "$PERF_PID" 2>/dev/null
+	wait "$PERF_PID" 2>/dev/null
+	BG_PIDS=${BG_PIDS/ $PERF_PID/}
+	PERF_PID=""
+	perf report -i "$OUT/perf-$1.data" --stdio --children --sort symbol --percent-limit 1 \
+		>"$OUT/perf-$1.txt" 2>/dev/null
+	return 0
+}
+
 # 1. Drain throughput: 50,000 messages committed at once, timed until all
 # are sent; baseline: wrk against the mock at the same concurrency.
 scenario_1() {
@@ -403,25 +426,14 @@ scenario_1() {
 	mock_reset
 	base=$(worker_done)
 	t_commit=$(enqueue_batch $n s1) || return 1
-	if [ -n "${BENCH_PROFILE:-}" ] && command -v perf >/dev/null; then
-		perf record -q -F 999 -g -p "$(worker_pid)" -o "$OUT/perf-drain.data" >/dev/null 2>&1 &
-		PERF_PID=$!
-		BG_PIDS="$BG_PIDS $PERF_PID"
-	fi
+	worker_perf_start drain
 	if ! wait_drained $((base + n)) "$(budget 240)"; then
 		record 1 drain "drain throughput, $n msgs" "timeout" "" "" "" "" "≥ 10000 msg/s" MISSED \
 			"only $(($(worker_done) - base)) sent within the time allowed"
 		return 1
 	fi
-	if [ -n "${PERF_PID:-}" ]; then
-		kill -INT "$PERF_PID" 2>/dev/null
-		wait "$PERF_PID" 2>/dev/null
-		BG_PIDS=${BG_PIDS/ $PERF_PID/}
-		perf report -i "$OUT/perf-drain.data" --stdio --children --sort symbol --percent-limit 1 \
-			>"$OUT/perf-drain.txt" 2>/dev/null
+	worker_perf_stop drain &&
 		perf report -i "$OUT/perf-drain.data" --stdio --no-children --sort dso >"$OUT/perf-drain-dso.txt" 2>/dev/null
-		PERF_PID=""
-	fi
 	secs=$(drain_seconds s1 "$t_commit")
 	rate=$(calc "$n / $secs")
 	check_once 1 drain s1 $n
@@ -1122,12 +1134,7 @@ s11_run() {
 	echo "$wpid" >"$W/s11.wpid"
 	s11_ticks_script
 	base=$(worker_done)
-	local perf_pid=""
-	if [ -n "${BENCH_PROFILE:-}" ] && command -v perf >/dev/null; then
-		perf record -q -F 999 -g -p "$wpid" -o "$OUT/perf-s11.data" >/dev/null 2>&1 &
-		perf_pid=$!
-		BG_PIDS="$BG_PIDS $perf_pid"
-	fi
+	worker_perf_start s11
 	# enqueue: one statement, its own backend; the worker's CPU is read
 	# just before the commit, which wakes it
 	q "CHECKPOINT" >/dev/null
@@ -1144,15 +1151,9 @@ s11_run() {
 	wcpu1=$(s11_ticks "$wpid")
 	l_drained=$(q "SELECT pg_current_wal_insert_lsn()")
 	c_work=$((wcpu1 - $(cat "$W/s11.wcpu0")))
-	if [ -n "$perf_pid" ]; then
-		kill -INT "$perf_pid" 2>/dev/null
-		wait "$perf_pid" 2>/dev/null
-		BG_PIDS=${BG_PIDS/ $perf_pid/}
-		perf report -i "$OUT/perf-s11.data" --stdio --children --sort symbol --percent-limit 1 \
-			>"$OUT/perf-s11.txt" 2>/dev/null
+	worker_perf_stop s11 &&
 		perf report -i "$OUT/perf-s11.data" --stdio --no-children --sort dso,symbol --percent-limit 0.5 \
 			-g none >"$OUT/perf-s11-self.txt" 2>/dev/null
-	fi
 	check_once 11 cost s11 $n
 	# one webhook per message: message_updated, status Success, as
 	# scenario 5 builds them, in calls of 1,000, one transaction each
