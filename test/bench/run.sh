@@ -143,7 +143,9 @@ cleanup() {
 	if [ -f "$W/data/postmaster.pid" ]; then
 		pg_ctl -D "$W/data" -m fast -w stop >/dev/null 2>&1
 	fi
-	[ -f "$W/base-data/postmaster.pid" ] && s11_base_down
+	for p in "$W"/s11-*-data; do
+		[ -f "$p/postmaster.pid" ] && pg_ctl -D "$p" -m fast -w stop >/dev/null 2>&1
+	done
 	if [ -n "$own_work" ]; then
 		publish_results "$OUT"
 		if [ -n "${PARTOO_KEEP:-}" ]; then partoo_log "kept $W"; else rm -rf "$W"; fi
@@ -188,7 +190,7 @@ budget() {
 # scenario is the noise other work added
 cpu_ours() {
 	local pids="$$ $MOCK_PID"
-	for p in $PM_PID $S11_BASE_PM; do
+	for p in $PM_PID $S11_PMS; do
 		pids="$pids $p $(ps -o pid= --ppid "$p" 2>/dev/null)"
 	done
 	for p in $pids; do [ -r "/proc/$p/stat" ] && sed 's/.*) //' "/proc/$p/stat"; done |
@@ -357,7 +359,7 @@ MOCK_LOG=$W/mock.log partoo_start_mock "$R" --api-key bench-key --api-key-prefix
 # the build under test, side by side.  Sets S11_BASE_BIN, the copy's
 # binaries; left empty (and the built-in figures stand in) when a step
 # fails.
-S11_BASE_BIN="" S11_BASE_PM=""
+S11_BASE_BIN=""
 s11_base_build() {
 	local src=$W/base-src dst=$W/base-pg d pgc
 	[ -d "$src" ] || return 0
@@ -383,25 +385,26 @@ s11_base_build() {
 	fi
 }
 
-# s11_base_up / s11_base_down: the baseline's cluster, started with the
-# bench's own (so that the CPU it uses counts as the bench's, not as other
-# work's) and stopped at its end; s11_on_base CMD...: CMD run against it
-s11_on_base() { PGHOST=$W/base S11_DATA=$W/base-data "$@"; }
-s11_base_up() {
-	[ -n "$S11_BASE_BIN" ] || return 1
-	start_cluster "$W/base-data" "$W/base" "$S11_BASE_BIN" "$W/base-postgres.log" &&
-		S11_BASE_PM=$(head -n 1 "$W/base-data/postmaster.pid") &&
-		s11_on_base setup_bench_db && return 0
-	partoo_log "could not start commit $S11_BASE_COMMIT's cluster (see base-postgres.log)"
-	cp "$W/base-postgres.log" "$OUT/" 2>/dev/null
-	s11_base_down
-	return 1
+# s11_up NAME BINDIR: a cluster of scenario 11's own, $W/s11-NAME-data,
+# made and started by the binaries of BINDIR, new and empty as the
+# other's; it runs alongside the bench's cluster until the end (so that
+# the CPU it uses counts as the bench's, not as other work's), and its
+# postmaster joins S11_PMS.  s11_on NAME CMD...: CMD run against it.
+S11_PMS=""
+s11_on() {
+	local n=$1
+	shift
+	PGHOST=$W/s11-$n S11_DATA=$W/s11-$n-data "$@"
 }
-s11_base_down() {
-	[ -f "$W/base-data/postmaster.pid" ] &&
-		"$S11_BASE_BIN/pg_ctl" -D "$W/base-data" -m fast -w stop >/dev/null 2>&1
-	S11_BASE_PM=""
-	return 0
+s11_up() {
+	local n=$1 bin=$2
+	if start_cluster "$W/s11-$n-data" "$W/s11-$n" "$bin" "$W/s11-$n-postgres.log"; then
+		S11_PMS="$S11_PMS $(head -n 1 "$W/s11-$n-data/postmaster.pid")"
+		s11_on "$n" setup_bench_db && return 0
+	fi
+	partoo_log "could not start scenario 11's cluster $n (out/s11-$n-postgres.log)"
+	cp "$W/s11-$n-postgres.log" "$OUT/" 2>/dev/null
+	return 1
 }
 
 # start_cluster DATA SOCKDIR BINDIR LOG: a cluster in DATA with the
@@ -479,7 +482,13 @@ partoo_log "starting a cluster in $W/data"
 start_cluster "$W/data" "$W" "$BINDIR" "$W/postgres.log" || exit 1
 PM_PID=$(head -n 1 "$W/data/postmaster.pid")
 setup_bench_db || { tail -n 20 "$W/postgres.log"; exit 1; }
-s11_base_build && s11_base_up
+# scenario 11's two clusters: the build under test's, and its baseline's
+S11_TEST="" S11_BASE=""
+if bench_wants 11; then
+	s11_up test "$BINDIR" && S11_TEST=1
+	s11_base_build
+	[ -n "$S11_BASE_BIN" ] && s11_up base "$S11_BASE_BIN" && S11_BASE=1
+fi
 
 MAX_IN_FLIGHT=$(q "SHOW partoo.max_in_flight")
 {
@@ -1149,10 +1158,11 @@ scenario_chart() {
 # /proc/PID/stat, of the worker for its step and of the bench's backend
 # (pg_backend_pid()) for the enqueue and the webhooks.  The baseline is
 # commit S11_BASE_COMMIT, built into a copy of the PostgreSQL installation
-# (s11_base_build) and run on a cluster of its own, in turns with the build
-# under test (scenario_11).  Both clusters start empty, so neither carries
-# the larger tables scenarios 1, 3 and 5 leave (in which the same commit
-# writes about 2 % more: more updates leave their page).
+# (s11_base_build), in turns with the build under test (scenario_11).
+# Each has a cluster of its own, new at the bench's start (s11_up), not the
+# one the other scenarios fill: the larger tables scenarios 1, 3 and 5
+# leave would add about 2 % to the build under test's WAL alone (more
+# updates leave their page).
 
 # s11_ticks PID: utime + stime of PID, in clock ticks.  The same as a
 # script, $W/s11-ticks.sh PIDFILE, for psql's \! (the bench's backend
@@ -1225,30 +1235,40 @@ s11_settings() {
 
 # Each build is measured S11_ROUNDS times, the baseline and the build under
 # test in turns (so that drift in the machine's speed falls on both), each
-# on a cluster of its own that grows alike; the figures reported are the
-# medians.  The correctness checks hold for every run.
+# on its own cluster, both growing alike, after a warm-up; the figures
+# reported are the medians, each run's are in out/s11-runs.tsv.  The
+# correctness checks hold for every run.
 [ -n "${S11_ROUNDS:-}" ] || S11_ROUNDS=5
 
 scenario_11() {
 	local r rc=0 detail quiet
 	local -a bw=() bc=() be=() bk=() bh=() cw=() cc=() ce=() ck=() ch=() hce=() hch=()
 	local applied_all=0 hook_runs=0
+	# a warm-up of each, not measured: the first run after an idle spell
+	# costs the worker up to half as much again
+	[ -n "$S11_TEST" ] || return 1
+	if [ -n "$S11_BASE" ]; then
+		s11_on base s11_warm_up || rc=1
+	fi
+	s11_on test s11_warm_up || rc=1
 	for r in $(seq 1 "$S11_ROUNDS"); do
-		if [ -n "$S11_BASE_PM" ]; then
-			s11_on_base quiesce
-			if CHECK_QUIET=1 s11_on_base s11_measure "s11b$r" ""; then
+		if [ -n "$S11_BASE" ]; then
+			s11_on base quiesce
+			if CHECK_QUIET=1 s11_on base s11_measure "s11b$r" ""; then
+				s11_log_run base "$r"
 				bw+=("$S11_W_ALL") bc+=("$S11_C_WORK")
 				be+=("$S11_W_ENQ") bk+=("$S11_W_WORK") bh+=("$S11_W_HOOK")
 			else
 				rc=1
 			fi
 		fi
-		[ "$r" -gt 1 ] && quiesce
+		s11_on test quiesce
 		# the last run's WAL is broken down, its worker profiled, and its
 		# check reported when it passes (a failure is always reported)
 		detail="" quiet=1
 		[ "$r" = "$S11_ROUNDS" ] && detail=1 quiet=""
-		if CHECK_QUIET=$quiet s11_measure "s11r$r" "$detail"; then
+		if CHECK_QUIET=$quiet s11_on test s11_measure "s11r$r" "$detail"; then
+			s11_log_run test "$r"
 			cw+=("$S11_W_ALL") cc+=("$S11_C_WORK")
 			ce+=("$S11_W_ENQ") ck+=("$S11_W_WORK") ch+=("$S11_W_HOOK")
 			hce+=("$S11_C_ENQ") hch+=("$S11_C_HOOK")
@@ -1264,6 +1284,21 @@ scenario_11() {
 		"$(median "${ce[@]}")" "$(median "${ck[@]}")" "$(median "${ch[@]}")" \
 		"$(median "${hce[@]}")" "$(median "${hch[@]}")" "$applied_all" "$hook_runs"
 	return $rc
+}
+
+# s11_warm_up: 5,000 messages sent, in the cluster PGHOST names
+s11_warm_up() {
+	local base
+	base=$(worker_done)
+	enqueue_batch 5000 s11w >/dev/null && wait_drained $((base + 5000)) "$(budget 60 60)"
+}
+
+# s11_log_run BUILD ROUND: one run's figures, a line of $OUT/s11-runs.tsv
+s11_log_run() {
+	[ -s "$OUT/s11-runs.tsv" ] ||
+		printf 'build\tround\twal_enqueue\twal_worker\twal_webhook\twal_all\tcpu_enqueue_us\tcpu_worker_us\tcpu_webhook_us\n' >"$OUT/s11-runs.tsv"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$S11_W_ENQ" "$S11_W_WORK" "$S11_W_HOOK" \
+		"$S11_W_ALL" "$S11_C_ENQ" "$S11_C_WORK" "$S11_C_HOOK" >>"$OUT/s11-runs.tsv"
 }
 
 # s11_measure PREFIX DETAIL: one run of the scenario, its messages'
